@@ -1,0 +1,99 @@
+"""`clinic-pipeline`: what a data engineer runs outside the Airflow UI.
+
+    clinic-pipeline simulate   generate a synthetic ketamine clinic network into a landing zone
+    clinic-pipeline bench      the performance benchmark (figures and ratios)
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+
+def _simulate_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "simulate",
+        help="generate a synthetic clinic network (EHR database, HL7 monitor batches, ePRO, REDCap)",
+        description=(
+            "Write what the clinic systems of a synthetic ketamine clinic network emit, day by day, into a "
+            "landing zone: the EHR database, HL7 v2 ORU^R01 monitor batches, FHIR QuestionnaireResponse NDJSON "
+            "and REDCap CSV exports, each batch announced by a marker file (and a Redis Stream entry). Running "
+            "it again on the same --out continues the network where it stopped. Ground truth goes to "
+            "--truth-out, never into the landing zone."
+        ),
+    )
+    p.add_argument("--out", type=Path, default=Path("landing"), help="landing zone directory (default: landing)")
+    p.add_argument("--clinics", type=int, default=5, help="number of clinics (default: 5)")
+    p.add_argument("--days", type=int, default=None, help="days to simulate (default 7; unlimited with --continuous)")
+    p.add_argument("--seed", type=int, default=7, help="random seed; same seed and options give identical bytes")
+    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
+                   help="probability that a unit (message, line, row, file) carries an injected fault (default 0)")
+    p.add_argument("--ehr-url", default=None,
+                   help="SQLAlchemy URL of the EHR database (default: sqlite file <out>/ehr.sqlite)")
+    p.add_argument("--redis-url", default=None, help="also announce each batch on a Redis Stream at this URL")
+    p.add_argument("--redis-stream", default="clinic-pipeline:batches", help="Redis Stream name")
+    p.add_argument("--truth-out", type=Path, default=None,
+                   help="ground-truth JSON file (default: <out>-truth.json next to the landing zone)")
+    p.add_argument("--start-date", default=None, help="first simulated day, YYYY-MM-DD (default from the config)")
+    p.add_argument("--continuous", action="store_true", help="keep producing one simulated day per --interval")
+    p.add_argument("--interval", type=float, default=10.0, help="seconds between simulated days with --continuous")
+    p.add_argument("--config", type=Path, default=None, help="alternative network config YAML")
+    p.set_defaults(handler=_run_simulate)
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from clinic_pipeline.simulator.runner import SimulationOptions, simulate
+
+    truth_out = args.truth_out
+    if truth_out is not None and args.out.resolve() in truth_out.resolve().parents:
+        print("error: --truth-out must be outside the landing zone (--out)", file=sys.stderr)
+        return 2
+    days = args.days if args.days is not None else (None if args.continuous else 7)
+    summary = simulate(
+        SimulationOptions(
+            out=args.out, clinics=args.clinics, days=days, seed=args.seed, faults=args.faults,
+            ehr_url=args.ehr_url, redis_url=args.redis_url, redis_stream=args.redis_stream, truth_out=truth_out,
+            start_date=args.start_date, continuous=args.continuous, interval_s=args.interval,
+            config_path=args.config,
+        )
+    )
+    print(
+        f"simulated days {summary.first_day}..{summary.last_day}: {summary.sessions} sessions, "
+        f"{summary.batches} batches, {summary.faults} faults in total; ground truth: {summary.truth_path}"
+    )
+    return 0
+
+
+def _bench_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("bench", help="performance benchmark: figures and ratios against the naive way")
+    p.add_argument("--clinics", type=int, default=50)
+    p.add_argument("--days", type=int, default=30)
+    p.add_argument("--workdir", type=Path, default=Path("build/bench"))
+    p.set_defaults(handler=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from clinic_pipeline.bench import run_benchmarks
+
+    return run_benchmarks(args.clinics, args.days, args.workdir)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clinic-pipeline", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _simulate_parser(sub)
+    _bench_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
