@@ -7,6 +7,7 @@ Monitors code observations either with IEEE 11073 MDC codes or with LOINC/UCUM (
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from clinic_pipeline.simulator.network import Clinic
@@ -65,14 +66,19 @@ class MonitorMessage:
         return SEGMENT_END.join(self.segments) + SEGMENT_END
 
 
-def obx(set_id: int, clinic: Clinic, vital: str, value: str, unit: str, when: str, device: str) -> str:
+@functools.cache
+def _obx_parts(coding: str, vital: str, unit: str) -> tuple[str, str]:
+    """The fixed text of an OBX around its value, for one coding style, vital and unit (cached: hot path)."""
     mdc, mnemonic, loinc, display = VITAL_CODES[vital]
     u_mdc, u_mnemonic, ucum = UNIT_CODES[unit]
-    if clinic.monitor_coding == "MDC":
-        code, units, sub_id = f"{mdc}^{mnemonic}^MDC", f"{u_mdc}^{u_mnemonic}^MDC", f"1.0.1.{mdc}"
-    else:
-        code, units, sub_id = f"{loinc}^{display}^LN", f"{ucum}^{ucum}^UCUM", "1"
-    return f"OBX|{set_id}|NM|{code}|{sub_id}|{value}|{units}|||||F|||{when}||||{device}"
+    if coding == "MDC":
+        return f"NM|{mdc}^{mnemonic}^MDC|1.0.1.{mdc}|", f"|{u_mdc}^{u_mnemonic}^MDC|||||F|||"
+    return f"NM|{loinc}^{display}^LN|1|", f"|{ucum}^{ucum}^UCUM|||||F|||"
+
+
+def obx(set_id: int, clinic: Clinic, vital: str, value: str, unit: str, when: str, device: str) -> str:
+    before, after = _obx_parts(clinic.monitor_coding, vital, unit)
+    return f"OBX|{set_id}|{before}{value}{after}{when}||||{device}"
 
 
 def reading_message(session: Session, reading: VitalReading, control_id: str) -> MonitorMessage:

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from clinic_pipeline.simulator.config import rate_for_infusion
-from clinic_pipeline.simulator.network import TAG_SESSION, Patient, PlannedSession, rng_for
+from clinic_pipeline.simulator.network import TAG_SESSION, Patient, PlannedSession, clamp, rng_for
 
 UTC = dt.UTC
 
@@ -249,7 +249,7 @@ def _draw_vitals(config: dict[str, Any], rng: np.random.Generator, session: Sess
             dbp=round(float(d)),
             hr=round(float(h)),
             spo2=int(min(100, o)),
-            rr=int(np.clip(round(float(r)), 8, 30)),
+            rr=int(clamp(round(float(r)), 8, 30)),
             temp_c=round(float(temp0 + (0.1 if i else 0.0)), 1) if i in (0, n - 1) else None,
         )
         for i, (m, s, d, h, o, r) in enumerate(zip(minutes, sbp, dbp, hr, spo2, rr, strict=True))
@@ -282,15 +282,16 @@ def _draw_cadss_total(config: dict[str, Any], rng: np.random.Generator, infusion
 
 def spread_total(rng: np.random.Generator, total: int, items: int, max_per_item: int) -> list[int]:
     """Split a scale total over its items (each 0..max) at random; the items always sum to the total."""
-    total = int(min(total, items * max_per_item))
-    values = [0] * items
+    remaining = int(min(total, items * max_per_item))
+    values = np.zeros(items, dtype=np.int64)
     weights = rng.dirichlet(np.ones(items))
-    for _ in range(total):
-        open_items = [i for i in range(items) if values[i] < max_per_item]
-        w = weights[open_items]
-        pick = open_items[int(rng.choice(len(open_items), p=w / w.sum()))]
-        values[pick] += 1
-    return values
+    while remaining:
+        open_weights = weights * (values < max_per_item)
+        values += rng.multinomial(remaining, open_weights / open_weights.sum())
+        overflow = np.maximum(values - max_per_item, 0)
+        values -= overflow
+        remaining = int(overflow.sum())
+    return values.tolist()
 
 
 # --- adverse events ---------------------------------------------------------------------------------------
@@ -405,7 +406,7 @@ def _phq9_total(config: dict[str, Any], rng: np.random.Generator, patient: Patie
     else:
         final = base * final_rng.uniform(0.55, 1.0)
     score = final + (base - final) * math.exp(-completed / 1.8) + rng.normal(0, qcfg["noise_sd"]) * (completed > 0)
-    return int(np.clip(round(score), 0, 27))
+    return int(clamp(round(score), 0, 27))
 
 
 def _item9(rng: np.random.Generator, patient: Patient, completed: int, total: int) -> int:
@@ -427,7 +428,7 @@ def _draw_questionnaires(config: dict[str, Any], rng: np.random.Generator, sessi
         phq_total = _phq9_total(config, rng, patient, completed)
         item9 = _item9(rng, patient, completed, phq_total)
         phq_items = [*spread_total(rng, phq_total - item9, 8, 3), item9]
-        gad_total = int(np.clip(round(phq_total * qcfg["gad7"]["baseline_ratio_to_phq9"]
+        gad_total = int(clamp(round(phq_total * qcfg["gad7"]["baseline_ratio_to_phq9"]
                                       + rng.normal(0, qcfg["gad7"]["noise_sd"])), 0, 21))
         cs = qcfg["cssrs"]
         probs = cs["ideation_given_item9"] if item9 > 0 else cs["ideation_without_item9"]
@@ -463,7 +464,7 @@ def _draw_questionnaires(config: dict[str, Any], rng: np.random.Generator, sessi
             Questionnaire(deterministic_uuid(rng), "cadss", timepoint, when, spread_total(rng, total, 23, 4))
         )
     if patient.clinic.uses_madrs and n in (1, 7):
-        base = np.clip(rng.normal(32, 6), 20, 50)
+        base = clamp(rng.normal(32, 6), 20, 50)
         factor = {"remitter": 0.2, "responder": 0.45, "nonresponder": 0.85}[patient.response_class]
         total = int(round(base if n == 1 else base * factor))
         session.questionnaires.append(
