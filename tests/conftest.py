@@ -23,6 +23,12 @@ class GeneratedNetwork:
         return json.loads(self.truth_path.read_text(encoding="utf-8"))
 
     @property
+    def entered_adverse_events(self) -> list[dict[str, Any]]:
+        """Adverse events already typed into the EHR (some are entered a day late)."""
+        truth = self.truth
+        return [e for e in truth["adverse_events"] if e["entered_day"] <= truth["last_day"]]
+
+    @property
     def ehr_path(self) -> Path:
         return self.landing / "ehr.sqlite"
 

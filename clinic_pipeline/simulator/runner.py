@@ -169,6 +169,7 @@ class NetworkSimulator:
         self._emit_ehr(day, stamp, today)
         for s in today:
             self.truth.add_session(s, self.config["safety_thresholds"])
+        self.truth.last_day = day
         return batches + 1
 
     def _publish_files(self, source: str, clinic: Clinic, day: int, stamp: str, rel: str, data: bytes,

@@ -446,9 +446,7 @@ def _draw_questionnaires(config: dict[str, Any], rng: np.random.Generator, sessi
             session.questionnaires.append(
                 Questionnaire(deterministic_uuid(rng), instrument, "pre_session", authored, answers)
             )
-        if patient.worsening_si and completed >= 3 and item9 > 0 and not any(
-            e.term == "suicidal_ideation" for e in session.adverse_events
-        ):
+        if patient.worsening_si and completed == 3 and item9 > 0:  # staff record it once, when it emerges
             spec = config["adverse_events"]["derived_terms"]["suicidal_ideation"]
             _new_event(config, rng, session, "suicidal_ideation", spec, onset_min=0, grade=2,
                        relatedness="unlikely_related")

@@ -71,6 +71,7 @@ class GroundTruth:
         self.batches: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
         self.patients = 0
+        self.last_day = -1
         self.readings = 0
         self.observations = 0
 
@@ -83,6 +84,7 @@ class GroundTruth:
         truth.breaches = data["threshold_breaches"]
         truth.questionnaires = Counter(data["counts"]["questionnaires"])
         truth.patients = data["counts"]["patients"]
+        truth.last_day = data["last_day"]
         truth.readings = data["counts"]["vital_readings"]
         truth.observations = data["counts"]["vital_observations"]
         return truth
@@ -142,6 +144,9 @@ class GroundTruth:
             by_infusion.setdefault(key, Counter())[e["term"]] += 1
         return {
             "generator": self.header,
+            # Adverse events are entered up to a day late: those with entered_day > last_day are not in the
+            # EHR yet (they land with the next simulated day).
+            "last_day": self.last_day,
             "counts": {
                 "patients": self.patients,
                 "sessions": len(self.sessions),
