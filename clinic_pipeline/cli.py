@@ -1,7 +1,7 @@
 """`clinic-pipeline`: what a data engineer runs outside the Airflow UI.
 
-    clinic-pipeline simulate   generate a synthetic ketamine clinic network into a landing zone
-    clinic-pipeline bench      the performance benchmark (figures and ratios)
+clinic-pipeline simulate   generate a synthetic ketamine clinic network into a landing zone
+clinic-pipeline bench      the performance benchmark (figures and ratios)
 """
 
 from __future__ import annotations
@@ -28,14 +28,26 @@ def _simulate_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clinics", type=int, default=5, help="number of clinics (default: 5)")
     p.add_argument("--days", type=int, default=None, help="days to simulate (default 7; unlimited with --continuous)")
     p.add_argument("--seed", type=int, default=7, help="random seed; same seed and options give identical bytes")
-    p.add_argument("--faults", type=float, default=0.0, metavar="RATE",
-                   help="probability that a unit (message, line, row, file) carries an injected fault (default 0)")
-    p.add_argument("--ehr-url", default=None,
-                   help="SQLAlchemy URL of the EHR database (default: sqlite file <out>/ehr.sqlite)")
+    p.add_argument(
+        "--faults",
+        type=float,
+        default=0.0,
+        metavar="RATE",
+        help="probability that a unit (message, line, row, file) carries an injected fault (default 0)",
+    )
+    p.add_argument(
+        "--ehr-url",
+        default=None,
+        help="SQLAlchemy URL of the EHR database (default: sqlite file <out>/ehr.sqlite)",
+    )
     p.add_argument("--redis-url", default=None, help="also announce each batch on a Redis Stream at this URL")
     p.add_argument("--redis-stream", default="clinic-pipeline:batches", help="Redis Stream name")
-    p.add_argument("--truth-out", type=Path, default=None,
-                   help="ground-truth JSON file (default: <out>-truth.json next to the landing zone)")
+    p.add_argument(
+        "--truth-out",
+        type=Path,
+        default=None,
+        help="ground-truth JSON file (default: <out>-truth.json next to the landing zone)",
+    )
     p.add_argument("--start-date", default=None, help="first simulated day, YYYY-MM-DD (default from the config)")
     p.add_argument("--continuous", action="store_true", help="keep producing one simulated day per --interval")
     p.add_argument("--interval", type=float, default=10.0, help="seconds between simulated days with --continuous")
@@ -53,9 +65,18 @@ def _run_simulate(args: argparse.Namespace) -> int:
     days = args.days if args.days is not None else (None if args.continuous else 7)
     summary = simulate(
         SimulationOptions(
-            out=args.out, clinics=args.clinics, days=days, seed=args.seed, faults=args.faults,
-            ehr_url=args.ehr_url, redis_url=args.redis_url, redis_stream=args.redis_stream, truth_out=truth_out,
-            start_date=args.start_date, continuous=args.continuous, interval_s=args.interval,
+            out=args.out,
+            clinics=args.clinics,
+            days=days,
+            seed=args.seed,
+            faults=args.faults,
+            ehr_url=args.ehr_url,
+            redis_url=args.redis_url,
+            redis_stream=args.redis_stream,
+            truth_out=truth_out,
+            start_date=args.start_date,
+            continuous=args.continuous,
+            interval_s=args.interval,
             config_path=args.config,
         )
     )
@@ -81,8 +102,9 @@ def _run_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="clinic-pipeline", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="clinic-pipeline", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _simulate_parser(sub)
     _bench_parser(sub)

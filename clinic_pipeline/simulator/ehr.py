@@ -18,7 +18,8 @@ metadata = sa.MetaData()
 UTC_TS = sa.DateTime(timezone=True)
 
 clinics = sa.Table(
-    "clinics", metadata,
+    "clinics",
+    metadata,
     sa.Column("clinic_id", sa.String(8), primary_key=True),
     sa.Column("name", sa.String(80), nullable=False),
     sa.Column("timezone", sa.String(40), nullable=False),
@@ -27,7 +28,8 @@ clinics = sa.Table(
     sa.Column("updated_at", UTC_TS, nullable=False, index=True),
 )
 patients = sa.Table(
-    "patients", metadata,
+    "patients",
+    metadata,
     sa.Column("patient_id", sa.String(24), primary_key=True),
     sa.Column("clinic_id", sa.String(8), nullable=False),
     sa.Column("mrn", sa.String(16), nullable=False),
@@ -48,7 +50,8 @@ patients = sa.Table(
     sa.Column("updated_at", UTC_TS, nullable=False, index=True),
 )
 infusion_sessions = sa.Table(
-    "infusion_sessions", metadata,
+    "infusion_sessions",
+    metadata,
     sa.Column("session_id", sa.String(32), primary_key=True),
     sa.Column("patient_id", sa.String(24), nullable=False),
     sa.Column("clinic_id", sa.String(8), nullable=False),
@@ -66,7 +69,8 @@ infusion_sessions = sa.Table(
     sa.Column("updated_at", UTC_TS, nullable=False, index=True),
 )
 adverse_events = sa.Table(
-    "adverse_events", metadata,
+    "adverse_events",
+    metadata,
     sa.Column("ae_id", sa.String(40), primary_key=True),
     sa.Column("session_id", sa.String(32), nullable=False),
     sa.Column("patient_id", sa.String(24), nullable=False),
@@ -86,7 +90,8 @@ adverse_events = sa.Table(
     sa.Column("updated_at", UTC_TS, nullable=False, index=True),
 )
 concomitant_medications = sa.Table(
-    "concomitant_medications", metadata,
+    "concomitant_medications",
+    metadata,
     sa.Column("medication_id", sa.String(32), primary_key=True),
     sa.Column("patient_id", sa.String(24), nullable=False),
     sa.Column("drug_class", sa.String(20), nullable=False),
@@ -102,26 +107,49 @@ def utc(moment: dt.datetime) -> dt.datetime:
 
 
 def clinic_row(clinic: Clinic, written: dt.datetime) -> dict[str, Any]:
-    return {"clinic_id": clinic.clinic_id, "name": clinic.name, "timezone": clinic.timezone,
-            "state": clinic.state, "collects_madrs": clinic.uses_madrs, "updated_at": written}
+    return {
+        "clinic_id": clinic.clinic_id,
+        "name": clinic.name,
+        "timezone": clinic.timezone,
+        "state": clinic.state,
+        "collects_madrs": clinic.uses_madrs,
+        "updated_at": written,
+    }
 
 
 def patient_row(patient: Patient, enrolled_on: dt.date, written: dt.datetime) -> dict[str, Any]:
     return {
-        "patient_id": patient.patient_id, "clinic_id": patient.clinic.clinic_id, "mrn": patient.mrn,
-        "redcap_record_id": patient.redcap_record_id, "family_name": patient.family_name,
-        "given_name": patient.given_name, "birth_date": patient.birth_date, "sex": patient.sex,
-        "weight_value": patient.weight_kg, "weight_unit": "kg", "height_cm": patient.height_cm,
-        "indication": patient.indication, "primary_diagnosis_icd10": patient.icd10,
-        "hx_hypertension": patient.hx_hypertension, "hx_substance_use": patient.hx_substance_use,
-        "hx_cardiovascular": patient.hx_cardiovascular, "enrolled_on": enrolled_on, "updated_at": written,
+        "patient_id": patient.patient_id,
+        "clinic_id": patient.clinic.clinic_id,
+        "mrn": patient.mrn,
+        "redcap_record_id": patient.redcap_record_id,
+        "family_name": patient.family_name,
+        "given_name": patient.given_name,
+        "birth_date": patient.birth_date,
+        "sex": patient.sex,
+        "weight_value": patient.weight_kg,
+        "weight_unit": "kg",
+        "height_cm": patient.height_cm,
+        "indication": patient.indication,
+        "primary_diagnosis_icd10": patient.icd10,
+        "hx_hypertension": patient.hx_hypertension,
+        "hx_substance_use": patient.hx_substance_use,
+        "hx_cardiovascular": patient.hx_cardiovascular,
+        "enrolled_on": enrolled_on,
+        "updated_at": written,
     }
 
 
 def medication_rows(patient: Patient, recorded_on: dt.date, written: dt.datetime) -> list[dict[str, Any]]:
     return [
-        {"medication_id": f"{patient.patient_id}-M{i}", "patient_id": patient.patient_id, "drug_class": cls,
-         "drug_name": name, "recorded_on": recorded_on, "updated_at": written}
+        {
+            "medication_id": f"{patient.patient_id}-M{i}",
+            "patient_id": patient.patient_id,
+            "drug_class": cls,
+            "drug_name": name,
+            "recorded_on": recorded_on,
+            "updated_at": written,
+        }
         for i, (cls, name) in enumerate(patient.concomitant_medications, start=1)
     ]
 
@@ -129,30 +157,49 @@ def medication_rows(patient: Patient, recorded_on: dt.date, written: dt.datetime
 def session_row(session: Session, written: dt.datetime) -> dict[str, Any]:
     stopped = any(e.action_taken in ("stopped", "ed_transfer") for e in session.adverse_events)
     return {
-        "session_id": session.session_id, "patient_id": session.patient.patient_id,
-        "clinic_id": session.patient.clinic.clinic_id, "protocol": session.protocol, "drug": session.drug,
-        "route": session.route, "dose_mg_per_kg": session.dose_mg_per_kg, "dose_mg": session.dose_mg,
-        "infusion_number": session.plan.infusion_number, "is_booster": session.plan.is_booster,
-        "started_at": utc(session.started_at), "infusion_ended_at": utc(session.infusion_end_at),
-        "discharged_at": utc(session.discharged_at), "status": "stopped_early" if stopped else "completed",
+        "session_id": session.session_id,
+        "patient_id": session.patient.patient_id,
+        "clinic_id": session.patient.clinic.clinic_id,
+        "protocol": session.protocol,
+        "drug": session.drug,
+        "route": session.route,
+        "dose_mg_per_kg": session.dose_mg_per_kg,
+        "dose_mg": session.dose_mg,
+        "infusion_number": session.plan.infusion_number,
+        "is_booster": session.plan.is_booster,
+        "started_at": utc(session.started_at),
+        "infusion_ended_at": utc(session.infusion_end_at),
+        "discharged_at": utc(session.discharged_at),
+        "status": "stopped_early" if stopped else "completed",
         "updated_at": written,
     }
 
 
-def adverse_event_row(session: Session, event: AdverseEvent, outcome: str, written: dt.datetime,
-                      ctcae_version: str) -> dict[str, Any]:
+def adverse_event_row(
+    session: Session, event: AdverseEvent, outcome: str, written: dt.datetime, ctcae_version: str
+) -> dict[str, Any]:
     onset = utc(session.started_at) + dt.timedelta(minutes=event.onset_min)
     resolved_min = event.resolved_min
     if outcome == "recovered" and resolved_min is None:  # a late correction closes the event
         resolved_min = event.onset_min + 240
     return {
-        "ae_id": event.ae_id, "session_id": session.session_id, "patient_id": session.patient.patient_id,
-        "term": event.term, "term_label": event.label, "code_system": event.code_system, "code": event.code,
+        "ae_id": event.ae_id,
+        "session_id": session.session_id,
+        "patient_id": session.patient.patient_id,
+        "term": event.term,
+        "term_label": event.label,
+        "code_system": event.code_system,
+        "code": event.code,
         "onset_at": onset,
         "resolved_at": None if resolved_min is None else utc(session.started_at) + dt.timedelta(minutes=resolved_min),
-        "ctcae_grade": event.grade, "ctcae_version": ctcae_version, "serious": event.serious,
-        "seriousness_criteria": ",".join(event.seriousness_criteria), "relatedness": event.relatedness,
-        "action_taken": event.action_taken, "outcome": outcome, "updated_at": written,
+        "ctcae_grade": event.grade,
+        "ctcae_version": ctcae_version,
+        "serious": event.serious,
+        "seriousness_criteria": ",".join(event.seriousness_criteria),
+        "relatedness": event.relatedness,
+        "action_taken": event.action_taken,
+        "outcome": outcome,
+        "updated_at": written,
     }
 
 

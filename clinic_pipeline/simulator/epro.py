@@ -78,8 +78,13 @@ def questionnaire_response(session: Session, q: Questionnaire) -> dict[str, Any]
             if answer is None:  # skipped by the screener's own logic
                 continue
             code, display = YES if answer else NO
-            items.append({"linkId": link_id, "text": text,
-                          "answer": [{"valueCoding": {"system": LOINC, "code": code, "display": display}}]})
+            items.append(
+                {
+                    "linkId": link_id,
+                    "text": text,
+                    "answer": [{"valueCoding": {"system": LOINC, "code": code, "display": display}}],
+                }
+            )
     else:
         spec = PHQ9_ITEMS if q.instrument == "phq9" else GAD7_ITEMS
         items = [_frequency_item(code, text, score) for (code, text), score in zip(spec, q.answers, strict=True)]
@@ -98,9 +103,19 @@ def questionnaire_response(session: Session, q: Questionnaire) -> dict[str, Any]
 
 
 REDCAP_COLUMNS = [
-    "record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance", "session_id",
-    "cadss_timepoint", "cadss_datetime", *[f"cadss_{i}" for i in range(1, 24)], "cadss_complete",
-    "madrs_timepoint", "madrs_datetime", *[f"madrs_{i}" for i in range(1, 11)], "madrs_complete",
+    "record_id",
+    "redcap_event_name",
+    "redcap_repeat_instrument",
+    "redcap_repeat_instance",
+    "session_id",
+    "cadss_timepoint",
+    "cadss_datetime",
+    *[f"cadss_{i}" for i in range(1, 24)],
+    "cadss_complete",
+    "madrs_timepoint",
+    "madrs_datetime",
+    *[f"madrs_{i}" for i in range(1, 11)],
+    "madrs_complete",
 ]
 
 

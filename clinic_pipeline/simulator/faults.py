@@ -81,11 +81,32 @@ def choose_fault(rng: np.random.Generator, rate: float, weights: dict[str, float
     return kinds[int(rng.choice(len(kinds), p=p / p.sum()))]
 
 
+@dataclass(frozen=True)
+class FaultSite:
+    """Where faults are being injected: one batch of one source, with its own random stream and rate."""
+
+    source: str
+    rng: np.random.Generator
+    rate: float
+    weights: dict[str, float]
+    batch_id: str
+    file: str | None
+    log: FaultLog
+
+    def draw(self) -> str | None:
+        return choose_fault(self.rng, self.rate, self.weights)
+
+    def record(self, kind: str, **location: Any) -> dict[str, Any]:
+        return self.log.add(self.source, kind, self.batch_id, self.file, **location)
+
+
 # --- monitor (HL7) ------------------------------------------------------------------------------------------
 
 
 def _obx_fields(msg: MonitorMessage, vital_codes: tuple[str, ...]) -> list[int]:
-    return [i for i, s in enumerate(msg.segments) if s.startswith("OBX|") and s.split("|")[3].split("^")[0] in vital_codes]
+    return [
+        i for i, s in enumerate(msg.segments) if s.startswith("OBX|") and s.split("|")[3].split("^")[0] in vital_codes
+    ]
 
 
 def _set_field(segment: str, index: int, value: str) -> str:
@@ -94,32 +115,32 @@ def _set_field(segment: str, index: int, value: str) -> str:
     return "|".join(fields)
 
 
-def inject_monitor_faults(
-    rng: np.random.Generator, rate: float, weights: dict[str, float], messages: list[MonitorMessage],
-    batch_id: str, file: str, log: FaultLog,
-) -> tuple[list[MonitorMessage], set[str]]:
+def inject_monitor_faults(site: FaultSite, messages: list[MonitorMessage]) -> tuple[list[MonitorMessage], set[str]]:
     """Mutate messages in place; returns the final message order and the control ids to encode as Latin-1."""
     latin1: set[str] = set()
     order = list(messages)
     duplicates: list[tuple[int, MonitorMessage]] = []
     for position, msg in enumerate(messages):
-        kind = choose_fault(rng, rate, weights)
+        kind = site.draw()
         if kind is None:
             continue
-        where = {"control_id": msg.control_id, "session_id": msg.session_id,
-                 "minutes_from_start": msg.minutes_from_start}
+        where = {
+            "control_id": msg.control_id,
+            "session_id": msg.session_id,
+            "minutes_from_start": msg.minutes_from_start,
+        }
         obx = [i for i, s in enumerate(msg.segments) if s.startswith("OBX|")]
         if kind == "malformed_segment":  # a stray carriage return splits an OBX in two
-            i = int(rng.choice(obx))
+            i = int(site.rng.choice(obx))
             seg = msg.segments[i]
             cut = seg.index("|", seg.index("|", 4) + 1) + 3
             msg.segments[i : i + 1] = [seg[:cut], seg[cut:]]
-            log.add("monitor", kind, batch_id, file, segment_index=i, **where)
+            site.record(kind, segment_index=i, **where)
         elif kind == "bad_escape":  # an unterminated escape sequence inside a numeric value
-            i = int(rng.choice(obx))
+            i = int(site.rng.choice(obx))
             value = msg.segments[i].split("|")[5]
             msg.segments[i] = _set_field(msg.segments[i], 5, value + "\\X0")
-            log.add("monitor", kind, batch_id, file, segment_index=i, field="OBX-5", **where)
+            site.record(kind, segment_index=i, field="OBX-5", **where)
         elif kind == "wrong_unit_kpa":  # a monitor configured for kPa (units are stated correctly)
             for i in _obx_fields(msg, ("150021", "150022", "150023", "8480-6", "8462-4", "8478-0")):
                 fields = msg.segments[i].split("|")
@@ -127,7 +148,7 @@ def inject_monitor_faults(
                 mdc, mnemonic, ucum = UNIT_CODES["kPa"]
                 fields[6] = f"{mdc}^{mnemonic}^MDC" if fields[6].endswith("^MDC") else f"{ucum}^{ucum}^UCUM"
                 msg.segments[i] = "|".join(fields)
-            log.add("monitor", kind, batch_id, file, unit="kPa", **where)
+            site.record(kind, unit="kPa", **where)
         elif kind == "wrong_unit_degf" and _obx_fields(msg, ("150364", "8310-5")):
             i = _obx_fields(msg, ("150364", "8310-5"))[0]
             fields = msg.segments[i].split("|")
@@ -135,37 +156,41 @@ def inject_monitor_faults(
             mdc, mnemonic, ucum = UNIT_CODES["degF"]
             fields[6] = f"{mdc}^{mnemonic}^MDC" if fields[6].endswith("^MDC") else f"{ucum}^{ucum}^UCUM"
             msg.segments[i] = "|".join(fields)
-            log.add("monitor", kind, batch_id, file, unit="degF", **where)
+            site.record(kind, unit="degF", **where)
         elif kind == "impossible_value":
-            vital, value = [("sbp", "400"), ("spo2", "130"), ("hr", "0"), ("dbp", "-12")][int(rng.integers(4))]
-            codes = {"sbp": ("150021", "8480-6"), "spo2": ("150456", "2708-6"), "hr": ("147842", "8867-4"),
-                     "dbp": ("150022", "8462-4")}[vital]
+            vital, value = [("sbp", "400"), ("spo2", "130"), ("hr", "0"), ("dbp", "-12")][int(site.rng.integers(4))]
+            codes = {
+                "sbp": ("150021", "8480-6"),
+                "spo2": ("150456", "2708-6"),
+                "hr": ("147842", "8867-4"),
+                "dbp": ("150022", "8462-4"),
+            }[vital]
             i = _obx_fields(msg, codes)[0]
             msg.segments[i] = _set_field(msg.segments[i], 5, value)
-            log.add("monitor", kind, batch_id, file, vital=vital, value=value, segment_index=i, **where)
+            site.record(kind, vital=vital, value=value, segment_index=i, **where)
         elif kind == "duplicate_message":  # the gateway re-sends a message later in the same file
-            duplicates.append((int(rng.integers(position, len(messages))) + 1, copy.deepcopy(msg)))
-            log.add("monitor", kind, batch_id, file, **where)
+            duplicates.append((int(site.rng.integers(position, len(messages))) + 1, copy.deepcopy(msg)))
+            site.record(kind, **where)
         elif kind == "out_of_order" and position + 1 < len(messages):
             j = order.index(msg)
             if j + 1 < len(order):
                 order[j], order[j + 1] = order[j + 1], order[j]
-                log.add("monitor", kind, batch_id, file, swapped_with=order[j].control_id, **where)
+                site.record(kind, swapped_with=order[j].control_id, **where)
         elif kind == "unknown_session":
             msg.segments[2] = _set_field(msg.segments[2], 19, f"{msg.session_id[:5]}P99{position:03d}-I001^^^X^VN")
-            log.add("monitor", kind, batch_id, file, field="PV1-19", **where)
+            site.record(kind, field="PV1-19", **where)
         elif kind == "missing_required":
-            if rng.random() < 0.5:
+            if site.rng.random() < 0.5:
                 msg.segments[2] = _set_field(msg.segments[2], 19, "")
-                log.add("monitor", kind, batch_id, file, field="PV1-19", **where)
+                site.record(kind, field="PV1-19", **where)
             else:
-                i = int(rng.choice(obx))
+                i = int(site.rng.choice(obx))
                 msg.segments[i] = _set_field(msg.segments[i], 5, "")
-                log.add("monitor", kind, batch_id, file, field="OBX-5", segment_index=i, **where)
+                site.record(kind, field="OBX-5", segment_index=i, **where)
         elif kind == "bad_encoding":  # name typed on a Latin-1 workstation; MSH-18 still says UTF-8
             msg.segments[1] = _set_field(msg.segments[1], 5, "Nuñez-Müller^José^^^^^L")
             latin1.add(msg.control_id)
-            log.add("monitor", kind, batch_id, file, **where)
+            site.record(kind, **where)
     for insert_at, dup in sorted(duplicates, key=lambda d: d[0], reverse=True):
         order.insert(min(insert_at, len(order)), dup)
     return order, latin1
@@ -174,37 +199,34 @@ def inject_monitor_faults(
 # --- ePRO (FHIR QuestionnaireResponse) -----------------------------------------------------------------------
 
 
-def inject_epro_fault(
-    rng: np.random.Generator, rate: float, weights: dict[str, float], resource: dict[str, Any],
-    batch_id: str, file: str, line: int, log: FaultLog,
-) -> bool:
+def inject_epro_fault(site: FaultSite, resource: dict[str, Any], line: int) -> bool:
     """Mutate one QuestionnaireResponse; returns True when the line must be written with bad bytes."""
-    kind = choose_fault(rng, rate, weights)
+    kind = site.draw()
     if kind is None:
         return False
     where = {"line": line, "questionnaire_id": resource["id"], "questionnaire": resource["questionnaire"]}
     if kind == "partial_questionnaire":
         answered = [i for i, item in enumerate(resource["item"]) if "answer" in item]
-        drop = sorted(rng.choice(answered, size=min(len(answered), int(rng.integers(1, 4))), replace=False))
+        drop = sorted(site.rng.choice(answered, size=min(len(answered), int(site.rng.integers(1, 4))), replace=False))
         for i in drop:
             del resource["item"][i]["answer"]
         resource["status"] = "in-progress"
-        log.add("epro", kind, batch_id, file, unanswered=[resource["item"][i]["linkId"] for i in drop], **where)
+        site.record(kind, unanswered=[resource["item"][i]["linkId"] for i in drop], **where)
     elif kind == "missing_required":
-        missing = "subject" if rng.random() < 0.5 else "authored"
+        missing = "subject" if site.rng.random() < 0.5 else "authored"
         del resource[missing]
-        log.add("epro", kind, batch_id, file, field=missing, **where)
+        site.record(kind, field=missing, **where)
     elif kind == "unknown_patient":
         resource["subject"]["identifier"]["value"] = f"99{line:07d}"
-        log.add("epro", kind, batch_id, file, field="subject", **where)
+        site.record(kind, field="subject", **where)
     elif kind == "impossible_value":
-        item = resource["item"][int(rng.integers(len(resource["item"])))]
+        item = resource["item"][int(site.rng.integers(len(resource["item"])))]
         if "answer" not in item:
             item["answer"] = [{}]
         item["answer"][0] = {"valueCoding": {"system": "http://loinc.org", "code": "LA9999-9", "display": "?"}}
-        log.add("epro", kind, batch_id, file, link_id=item["linkId"], **where)
+        site.record(kind, link_id=item["linkId"], **where)
     elif kind == "bad_encoding":
-        log.add("epro", kind, batch_id, file, **where)
+        site.record(kind, **where)
         return True
     return False
 
@@ -212,40 +234,41 @@ def inject_epro_fault(
 # --- REDCap CSV ------------------------------------------------------------------------------------------------
 
 
-def inject_redcap_fault(
-    rng: np.random.Generator, rate: float, weights: dict[str, float], row: dict[str, str],
-    batch_id: str, file: str, line: int, log: FaultLog,
-) -> None:
-    kind = choose_fault(rng, rate, weights)
+def inject_redcap_fault(site: FaultSite, row: dict[str, str], line: int) -> None:
+    kind = site.draw()
     if kind is None:
         return
     prefix = row["redcap_repeat_instrument"]
     items = [k for k in row if k.startswith(f"{prefix}_") and k.split("_")[-1].isdigit()]
-    where = {"line": line, "record_id": row["record_id"], "session_id": row["session_id"], "instrument": prefix,
-             "timepoint": row[f"{prefix}_timepoint"]}
+    where = {
+        "line": line,
+        "record_id": row["record_id"],
+        "session_id": row["session_id"],
+        "instrument": prefix,
+        "timepoint": row[f"{prefix}_timepoint"],
+    }
     if kind == "partial_questionnaire":
-        blank = [items[int(i)] for i in sorted(rng.choice(len(items), size=int(rng.integers(1, 6)), replace=False))]
+        blank = [
+            items[int(i)] for i in sorted(site.rng.choice(len(items), size=int(site.rng.integers(1, 6)), replace=False))
+        ]
         for key in blank:
             row[key] = ""
         row[f"{prefix}_complete"] = "0"
-        log.add("redcap", kind, batch_id, file, blank_fields=blank, **where)
+        site.record(kind, blank_fields=blank, **where)
     elif kind == "impossible_value":
-        key = items[int(rng.integers(len(items)))]
+        key = items[int(site.rng.integers(len(items)))]
         row[key] = "7" if prefix == "cadss" else "9"
-        log.add("redcap", kind, batch_id, file, field=key, value=row[key], **where)
+        site.record(kind, field=key, value=row[key], **where)
     elif kind == "unknown_session":
         row["session_id"] = f"{row['session_id'][:5]}P99{line:03d}-I001"
-        log.add("redcap", kind, batch_id, file, field="session_id", **where)
+        site.record(kind, field="session_id", **where)
 
 
 # --- EHR rows -----------------------------------------------------------------------------------------------------
 
 
-def inject_ehr_fault(
-    rng: np.random.Generator, rate: float, weights: dict[str, float], table: str, row: dict[str, Any],
-    batch_id: str, log: FaultLog,
-) -> None:
-    kind = choose_fault(rng, rate, weights)
+def inject_ehr_fault(site: FaultSite, table: str, row: dict[str, Any]) -> None:
+    kind = site.draw()
     if kind is None:
         return
     key_column = {"patients": "patient_id", "infusion_sessions": "session_id", "adverse_events": "ae_id"}[table]
@@ -254,16 +277,19 @@ def inject_ehr_fault(
         if table != "patients":
             return
         row["weight_value"], row["weight_unit"] = round(row["weight_value"] * 2.20462, 1), "lb"
-        log.add("ehr", kind, batch_id, None, column="weight_value", **where)
+        site.record(kind, column="weight_value", **where)
     elif kind == "impossible_value":
-        column, value = {"patients": ("weight_value", 0.0), "infusion_sessions": ("dose_mg_per_kg", 50.0),
-                         "adverse_events": ("ctcae_grade", 9)}[table]
+        column, value = {
+            "patients": ("weight_value", 0.0),
+            "infusion_sessions": ("dose_mg_per_kg", 50.0),
+            "adverse_events": ("ctcae_grade", 9),
+        }[table]
         row[column] = value
-        log.add("ehr", kind, batch_id, None, column=column, value=value, **where)
+        site.record(kind, column=column, value=value, **where)
     elif kind == "missing_required":
         column = {"patients": "weight_value", "infusion_sessions": "started_at", "adverse_events": "term"}[table]
         row[column] = None
-        log.add("ehr", kind, batch_id, None, column=column, **where)
+        site.record(kind, column=column, **where)
     elif kind == "unknown_reference" and table == "adverse_events":
         row["session_id"] = row["session_id"][:5] + "P99999-I001"
-        log.add("ehr", kind, batch_id, None, column="session_id", **where)
+        site.record(kind, column="session_id", **where)

@@ -35,8 +35,15 @@ UNIT_CODES = {
     "degC": ("268192", "MDC_DIM_DEGC", "Cel"),
     "degF": ("266560", "MDC_DIM_FAHR", "[degF]"),
 }
-VITAL_UNITS = {"sbp": "mmHg", "dbp": "mmHg", "map": "mmHg", "hr": "bpm", "spo2": "percent", "rr": "rpm",
-               "temp": "degC"}
+VITAL_UNITS = {
+    "sbp": "mmHg",
+    "dbp": "mmHg",
+    "map": "mmHg",
+    "hr": "bpm",
+    "spo2": "percent",
+    "rr": "rpm",
+    "temp": "degC",
+}
 MONITOR_APP = {"MDC": "INFINITY_GW", "LOINC": "VITALSLINK"}
 
 
@@ -48,7 +55,10 @@ def hl7_ts(moment: dt.datetime) -> str:
 def escape(text: str) -> str:
     """HL7 escape of the standard delimiters |^~\\& in a text value."""
     return (
-        text.replace("\\", "\\E\\").replace("|", "\\F\\").replace("^", "\\S\\").replace("~", "\\R\\")
+        text.replace("\\", "\\E\\")
+        .replace("|", "\\F\\")
+        .replace("^", "\\S\\")
+        .replace("~", "\\R\\")
         .replace("&", "\\T\\")
     )
 
@@ -76,7 +86,7 @@ def _obx_parts(coding: str, vital: str, unit: str) -> tuple[str, str]:
     return f"NM|{loinc}^{display}^LN|1|", f"|{ucum}^{ucum}^UCUM|||||F|||"
 
 
-def obx(set_id: int, clinic: Clinic, vital: str, value: str, unit: str, when: str, device: str) -> str:
+def obx(set_id: int, clinic: Clinic, vital: str, value: str, *, unit: str, when: str, device: str) -> str:
     before, after = _obx_parts(clinic.monitor_coding, vital, unit)
     return f"OBX|{set_id}|{before}{value}{after}{when}||||{device}"
 
@@ -98,12 +108,18 @@ def reading_message(session: Session, reading: VitalReading, control_id: str) ->
         f"|182777000^Monitoring of patient^SCT|||{when}|||||||||||||||||||F",
     ]
     mean = round((reading.sbp + 2 * reading.dbp) / 3)
-    values = [("sbp", reading.sbp), ("dbp", reading.dbp), ("map", mean), ("hr", reading.hr),
-              ("spo2", reading.spo2), ("rr", reading.rr)]
+    values = [
+        ("sbp", reading.sbp),
+        ("dbp", reading.dbp),
+        ("map", mean),
+        ("hr", reading.hr),
+        ("spo2", reading.spo2),
+        ("rr", reading.rr),
+    ]
     if reading.temp_c is not None:
         values.append(("temp", reading.temp_c))
     for i, (vital, value) in enumerate(values, start=1):
-        segments.append(obx(i, clinic, vital, str(value), VITAL_UNITS[vital], when, device))
+        segments.append(obx(i, clinic, vital, str(value), unit=VITAL_UNITS[vital], when=when, device=device))
     return MonitorMessage(control_id, session.session_id, reading.minutes_from_start, segments)
 
 

@@ -127,9 +127,7 @@ def _choose(rng: np.random.Generator, shares: dict[str, float]) -> str:
     return keys[int(rng.choice(len(keys), p=probs / probs.sum()))]
 
 
-def build_patient(
-    config: dict[str, Any], seed: int, clinic: Clinic, number: int, enrolled_day: int
-) -> Patient:
+def build_patient(config: dict[str, Any], seed: int, clinic: Clinic, number: int, enrolled_day: int) -> Patient:
     rng = rng_for(seed, TAG_PATIENT, clinic.index, number)
     pcfg, vcfg, qcfg = config["patients"], config["vitals"], config["questionnaires"]["phq9"]
     indication = _choose(rng, {k: v["share"] for k, v in config["indications"].items()})

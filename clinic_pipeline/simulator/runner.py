@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from clinic_pipeline.simulator import ehr, epro, faults, hl7_monitor
 from clinic_pipeline.simulator.config import config_fingerprint, load_network_config
+from clinic_pipeline.simulator.faults import FaultSite
 from clinic_pipeline.simulator.landing import DEFAULT_STREAM, LandingZone
 from clinic_pipeline.simulator.network import (
     Clinic,
@@ -28,7 +29,7 @@ from clinic_pipeline.simulator.network import (
     enrolment_days,
     rng_for,
 )
-from clinic_pipeline.simulator.sessions import Session, build_session
+from clinic_pipeline.simulator.sessions import AdverseEvent, Session, build_session
 from clinic_pipeline.simulator.truth import GroundTruth
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,20 @@ class SimulationOptions:
 
 
 @dataclass(frozen=True)
+class FileBatch:
+    """One clinic-day file as a clinic system sends it."""
+
+    source: str
+    batch_id: str
+    clinic: Clinic
+    day: int
+    rel: str
+    data: bytes
+    records: int
+    fmt: str
+
+
+@dataclass(frozen=True)
 class SimulationSummary:
     first_day: int
     last_day: int
@@ -84,7 +99,7 @@ class NetworkSimulator:
         self._patients: dict[int, list[Patient]] = {c.index: [] for c in self.clinics}
         self._plans_by_day: dict[int, list[tuple[Patient, PlannedSession]]] = defaultdict(list)
         self._patients_by_emit_day: dict[int, list[Patient]] = defaultdict(list)
-        self._built_to_day = -10**9
+        self._built_to_day = -(10**9)
         self._session_cache: dict[int, list[Session]] = {}
         options.out.mkdir(parents=True, exist_ok=True)
         self.landing = LandingZone(options.out, options.redis_url, options.redis_stream)
@@ -95,8 +110,13 @@ class NetworkSimulator:
     # --- state -------------------------------------------------------------------------------------------
 
     def header(self) -> dict[str, Any]:
-        return {"seed": self.options.seed, "clinics": self.options.clinics, "faults": self.options.faults,
-                "start_date": self.start.isoformat(), "config_sha256": config_fingerprint(self.options.config_path)}
+        return {
+            "seed": self.options.seed,
+            "clinics": self.options.clinics,
+            "faults": self.options.faults,
+            "start_date": self.start.isoformat(),
+            "config_sha256": config_fingerprint(self.options.config_path),
+        }
 
     def _resume_day(self) -> int:
         state_path = self.options.out / STATE_FILE
@@ -148,8 +168,11 @@ class NetworkSimulator:
         date = self.start + dt.timedelta(days=day)
         return dt.datetime.combine(date, dt.time(hour, minute), tzinfo=ZoneInfo(clinic.timezone))
 
-    def fault_rng(self, source: str, clinic_index: int, day: int) -> Any:
-        return rng_for(self.options.seed, TAG_FAULTS, SOURCE_CODES[source], clinic_index, day + 100_000)
+    def fault_site(self, source: str, clinic_index: int, day: int, batch_id: str, file: str | None) -> FaultSite:
+        """The fault injector of one batch, with a random stream of its own (faults never shift other data)."""
+        rng = rng_for(self.options.seed, TAG_FAULTS, SOURCE_CODES[source], clinic_index, day + 100_000)
+        weights = self.config["faults"][source]
+        return FaultSite(source, rng, self.options.faults, weights, batch_id, file, self.fault_log)
 
     def emit_day(self, day: int) -> int:
         self._build_population(day)
@@ -172,34 +195,64 @@ class NetworkSimulator:
         self.truth.last_day = day
         return batches + 1
 
-    def _publish_files(self, source: str, clinic: Clinic, day: int, stamp: str, rel: str, data: bytes,
-                       records: int, fmt: str) -> int:
-        batch_id = f"{source}-{clinic.clinic_id}-{stamp}"
-        manifest = {"clinic_id": clinic.clinic_id, "service_date": (self.start + dt.timedelta(days=day)).isoformat(),
-                    "records": records, "format": fmt,
-                    "announced_at": self.local_time(clinic, day, 23, 30).astimezone(dt.UTC).isoformat()}
-        rng = self.fault_rng("batch", clinic.index, day * 4 + SOURCE_CODES[source])
-        kind = faults.choose_fault(rng, self.options.faults, self.config["faults"]["batch"])
+    def _publish_files(self, batch: FileBatch) -> int:
+        """Publish a clinic-day file batch; batch-level faults (truncation, encoding, re-delivery) happen here."""
+        clinic, day, rel, data = batch.clinic, batch.day, batch.rel, batch.data
+        manifest = {
+            "clinic_id": clinic.clinic_id,
+            "service_date": (self.start + dt.timedelta(days=day)).isoformat(),
+            "records": batch.records,
+            "format": batch.fmt,
+            "announced_at": self.local_time(clinic, day, 23, 30).astimezone(dt.UTC).isoformat(),
+        }
+        site = self.fault_site("batch", clinic.index, day * 4 + SOURCE_CODES[batch.source], batch.batch_id, rel)
+        kind = site.draw()
         delivered = None
         if kind == "undecodable_file":
             data = data.decode("utf-8", errors="replace").encode("utf-16")
         elif kind == "truncated_file":
-            delivered = {rel: data[: int(len(data) * rng.uniform(0.4, 0.9))]}
-        record = self.landing.publish(source, batch_id, {rel: data}, manifest, delivered)
-        self.truth.batches.append({"batch_id": batch_id, "source": source, "clinic_id": clinic.clinic_id,
-                                   "service_date": manifest["service_date"], "records": records,
-                                   "files": [rel], "marker": record["marker"]})
+            delivered = {rel: data[: int(len(data) * site.rng.uniform(0.4, 0.9))]}
         if kind is not None:
-            self.fault_log.add("batch", kind, batch_id, rel)
+            site.record(kind)
+        self._publish_and_record(batch.source, batch.batch_id, {rel: data}, manifest, delivered=delivered)
         if kind == "duplicate_batch":  # the sender re-delivers the same file under a new batch id
-            resend = f"{batch_id}-resend1"
-            resend_rel = rel.replace(batch_id, resend)
-            record = self.landing.publish(source, resend, {resend_rel: data}, manifest)
-            self.truth.batches.append({"batch_id": resend, "source": source, "clinic_id": clinic.clinic_id,
-                                       "service_date": manifest["service_date"], "records": records,
-                                       "files": [resend_rel], "marker": record["marker"], "duplicate_of": batch_id})
+            resend = f"{batch.batch_id}-resend1"
+            self._publish_and_record(
+                batch.source,
+                resend,
+                {rel.replace(batch.batch_id, resend): data},
+                manifest,
+                None,
+                batch.batch_id,
+            )
             return 2
         return 1
+
+    def _publish_and_record(
+        self,
+        source: str,
+        batch_id: str,
+        files: dict[str, bytes],
+        manifest: dict[str, Any],
+        *,
+        delivered: dict[str, bytes] | None = None,
+        duplicate_of: str | None = None,
+    ) -> None:
+        record = self.landing.publish(source, batch_id, files, manifest, delivered)
+        entry = {
+            "batch_id": batch_id,
+            "source": source,
+            "clinic_id": manifest.get("clinic_id"),
+            "service_date": manifest["service_date"],
+            "records": manifest.get("records", sum(manifest.get("tables", {}).values())),
+            "files": list(files),
+            "marker": record["marker"],
+        }
+        if "tables" in manifest:
+            entry["tables"] = manifest["tables"]
+        if duplicate_of:
+            entry["duplicate_of"] = duplicate_of
+        self.truth.batches.append(entry)
 
     def _emit_monitor(self, clinic: Clinic, day: int, stamp: str, sessions: list[Session]) -> int:
         if not sessions:
@@ -207,38 +260,43 @@ class NetworkSimulator:
         batch_id = f"monitor-{clinic.clinic_id}-{stamp}"
         rel = f"monitor/{clinic.clinic_id}/{batch_id}.hl7"
         messages = hl7_monitor.clinic_day_messages(clinic, sessions, stamp)
-        order, latin1 = faults.inject_monitor_faults(
-            self.fault_rng("monitor", clinic.index, day), self.options.faults, self.config["faults"]["monitor"],
-            messages, batch_id, rel, self.fault_log,
-        )
+        site = self.fault_site("monitor", clinic.index, day, batch_id, rel)
+        order, latin1 = faults.inject_monitor_faults(site, messages)
         # Bytes message by message: a faulty Latin-1 message sits among UTF-8 ones, as it would in the wild.
-        head, tail = hl7_monitor.batch_envelope(clinic, batch_id, self.local_time(clinic, day, 23, 0), len(order))
+        created = self.local_time(clinic, day, 23, 0)
+        head, tail = hl7_monitor.batch_envelope(clinic, batch_id, created, len(order))
         body = b"".join(m.text().encode("latin-1" if m.control_id in latin1 else "utf-8") for m in order)
         data = head.encode() + body + tail.encode()
-        return self._publish_files("monitor", clinic, day, stamp, rel, data, len(order), "hl7v2.6-oru-r01-batch")
+        return self._publish_files(
+            FileBatch("monitor", batch_id, clinic, day, rel, data, len(order), "hl7v2.6-oru-r01-batch")
+        )
 
     def _emit_epro(self, clinic: Clinic, day: int, stamp: str, sessions: list[Session]) -> int:
         answered = sorted(
-            ((q.authored_at, s, q) for s in sessions for q in s.questionnaires if q.instrument in epro.QUESTIONNAIRE_URLS),
+            (
+                (q.authored_at, s, q)
+                for s in sessions
+                for q in s.questionnaires
+                if q.instrument in epro.QUESTIONNAIRE_URLS
+            ),
             key=lambda x: (x[0], x[2].questionnaire_id),
         )
         if not answered:
             return 0
         batch_id = f"epro-{clinic.clinic_id}-{stamp}"
         rel = f"epro/{clinic.clinic_id}/{batch_id}.ndjson"
-        rng = self.fault_rng("epro", clinic.index, day)
+        site = self.fault_site("epro", clinic.index, day, batch_id, rel)
         lines = []
         for line_no, (_, session, q) in enumerate(answered, start=1):
             resource = epro.questionnaire_response(session, q)
-            bad_bytes = faults.inject_epro_fault(rng, self.options.faults, self.config["faults"]["epro"], resource,
-                                                 batch_id, rel, line_no, self.fault_log)
+            bad_bytes = faults.inject_epro_fault(site, resource, line_no)
             text = json.dumps(resource, ensure_ascii=False, separators=(",", ":"))
-            if bad_bytes:  # a free-text answer label from a Latin-1 device
+            if bad_bytes:  # a free-text label typed on a Latin-1 device
                 lines.append(text.replace('"text":"', '"text":"Préférence: ', 1).encode("latin-1"))
             else:
                 lines.append(text.encode("utf-8"))
         data = b"\n".join(lines) + b"\n"
-        return self._publish_files("epro", clinic, day, stamp, rel, data, len(lines), "fhir-r4-ndjson")
+        return self._publish_files(FileBatch("epro", batch_id, clinic, day, rel, data, len(lines), "fhir-r4-ndjson"))
 
     def _emit_redcap(self, clinic: Clinic, day: int, stamp: str, sessions: list[Session]) -> int:
         rated = sorted(
@@ -249,77 +307,74 @@ class NetworkSimulator:
             return 0
         batch_id = f"redcap-{clinic.clinic_id}-{stamp}"
         rel = f"redcap/{clinic.clinic_id}/{batch_id}.csv"
-        rng = self.fault_rng("redcap", clinic.index, day)
+        site = self.fault_site("redcap", clinic.index, day, batch_id, rel)
         rows = []
         for line_no, (_, session, q) in enumerate(rated, start=2):  # line 1 is the header
             row = epro.redcap_row(session, q)
-            faults.inject_redcap_fault(rng, self.options.faults, self.config["faults"]["redcap"], row, batch_id, rel,
-                                       line_no, self.fault_log)
+            faults.inject_redcap_fault(site, row, line_no)
             rows.append(row)
         data = epro.redcap_csv_text(rows).encode("utf-8")
-        return self._publish_files("redcap", clinic, day, stamp, rel, data, len(rows), "redcap-csv")
+        return self._publish_files(FileBatch("redcap", batch_id, clinic, day, rel, data, len(rows), "redcap-csv"))
 
     def _emit_ehr(self, day: int, stamp: str, today: list[Session]) -> None:
         batch_id = f"ehr-{stamp}"
-        rng = self.fault_rng("ehr", 0, day)
-        rate, weights = self.options.faults, self.config["faults"]["ehr"]
-        version = self.config["adverse_events"]["ctcae_version"]
+        site = self.fault_site("ehr", 0, day, batch_id, None)
         rows: dict[str, list[dict[str, Any]]] = {name: [] for name in ehr.TABLES}
         if day == 0:
-            first = min(self.clinics, key=lambda c: c.index)
-            opened = self.local_time(first, 0, 6).astimezone(dt.UTC)
+            opened = self.local_time(self.clinics[0], 0, 6).astimezone(dt.UTC)
             rows["clinics"] = [ehr.clinic_row(c, opened) for c in self.clinics]
         for patient in sorted(self._patients_by_emit_day.get(day, []), key=lambda p: (p.clinic.index, p.number)):
             written = self.local_time(patient.clinic, day, 7, 30).astimezone(dt.UTC)
             enrolled_on = self.start + dt.timedelta(days=patient.enrolled_day)
             row = ehr.patient_row(patient, enrolled_on, written)
-            faults.inject_ehr_fault(rng, rate, weights, "patients", row, batch_id, self.fault_log)
+            faults.inject_ehr_fault(site, "patients", row)
             rows["patients"].append(row)
             rows["concomitant_medications"] += ehr.medication_rows(patient, enrolled_on, written)
             self.truth.patients += 1
         for session in today:
-            written = ehr.utc(session.discharged_at) + dt.timedelta(minutes=10)
-            row = ehr.session_row(session, written)
-            faults.inject_ehr_fault(rng, rate, weights, "infusion_sessions", row, batch_id, self.fault_log)
+            row = ehr.session_row(session, ehr.utc(session.discharged_at) + dt.timedelta(minutes=10))
+            faults.inject_ehr_fault(site, "infusion_sessions", row)
             rows["infusion_sessions"].append(row)
         faulted = {f["location"]["key"] for f in self.fault_log.faults if f["source"] == "ehr"}
-        for back in range(LOOKBACK_DAYS + 1):
-            for session in self.sessions_on(day - back) if day - back >= 0 else []:
+        for back in range(min(day, LOOKBACK_DAYS) + 1):
+            for session in self.sessions_on(day - back):
                 for event in session.adverse_events:
-                    self._adverse_event_rows(day, back, session, event, rows, rng, batch_id, faulted, version)
+                    row = self._adverse_event_row(day, back, session, event, faulted)
+                    if row is not None:
+                        if back == event.entry_delay_days:
+                            faults.inject_ehr_fault(site, "adverse_events", row)
+                        rows["adverse_events"].append(row)
         with self.engine.begin() as conn:
             for name, table_rows in rows.items():
                 ehr.upsert_rows(conn, name, table_rows)
         counts = {name: len(r) for name, r in rows.items()}
-        written_all = [r["updated_at"] for r in rows.values() for r in r]
-        manifest = {"service_date": (self.start + dt.timedelta(days=day)).isoformat(), "tables": counts,
-                    "updated_at_max": max(written_all).isoformat() if written_all else None}
-        record = self.landing.publish("ehr", batch_id, {}, manifest)
-        self.truth.batches.append({"batch_id": batch_id, "source": "ehr", "clinic_id": None,
-                                   "service_date": manifest["service_date"], "records": sum(counts.values()),
-                                   "tables": counts, "marker": record["marker"]})
+        written_all = [row["updated_at"] for table_rows in rows.values() for row in table_rows]
+        manifest = {
+            "service_date": (self.start + dt.timedelta(days=day)).isoformat(),
+            "tables": counts,
+            "updated_at_max": max(written_all).isoformat() if written_all else None,
+        }
+        self._publish_and_record("ehr", batch_id, {}, manifest)
 
-    def _adverse_event_rows(self, day: int, back: int, session: Session, event: Any, rows: dict[str, list],
-                            rng: Any, batch_id: str, faulted: set[str], version: str) -> None:
+    def _adverse_event_row(
+        self, day: int, back: int, session: Session, event: AdverseEvent, faulted: set[str]
+    ) -> dict[str, Any] | None:
+        """The EHR row an adverse event gets `back` days after its session: first entry, late correction or none."""
         clinic = session.patient.clinic
+        version = self.config["adverse_events"]["ctcae_version"]
         if back == event.entry_delay_days:
             if back == 0:
                 written = ehr.utc(session.discharged_at) + dt.timedelta(minutes=15)
             else:
                 written = self.local_time(clinic, day, 9).astimezone(dt.UTC)
-            row = ehr.adverse_event_row(session, event, event.outcome, written, version)
-            faults.inject_ehr_fault(rng, self.options.faults, self.config["faults"]["ehr"], "adverse_events", row,
-                                    batch_id, self.fault_log)
-            rows["adverse_events"].append(row)
-        elif (
-            event.correction_delay_days is not None
-            and back == max(event.correction_delay_days, event.entry_delay_days + 1)
-            and event.ae_id not in faulted
-        ):
+            return ehr.adverse_event_row(session, event, event.outcome, written, version)
+        correction_back = None
+        if event.correction_delay_days is not None:
+            correction_back = max(event.correction_delay_days, event.entry_delay_days + 1)
+        if back == correction_back and event.ae_id not in faulted and event.corrected_outcome:
             written = self.local_time(clinic, day, 10).astimezone(dt.UTC)
-            rows["adverse_events"].append(
-                ehr.adverse_event_row(session, event, event.corrected_outcome, written, version)
-            )
+            return ehr.adverse_event_row(session, event, event.corrected_outcome, written, version)
+        return None
 
     # --- run ---------------------------------------------------------------------------------------------
 
@@ -334,8 +389,14 @@ class NetworkSimulator:
                 log.info("simulated day %s (%s batches so far)", day - 1, batches)
                 time.sleep(self.options.interval_s)
         self._save_state(day)
-        return SimulationSummary(first, day - 1, len(self.truth.sessions) - sessions_before, batches,
-                                 len(self.fault_log.faults), self.options.truth_path)
+        return SimulationSummary(
+            first,
+            day - 1,
+            len(self.truth.sessions) - sessions_before,
+            batches,
+            len(self.fault_log.faults),
+            self.options.truth_path,
+        )
 
 
 def simulate(options: SimulationOptions) -> SimulationSummary:

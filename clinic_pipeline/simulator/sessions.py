@@ -170,7 +170,8 @@ def _draw_vitals(config: dict[str, Any], rng: np.random.Generator, session: Sess
     patient, plan = session.patient, session.plan
     proto = config["protocols"][patient.protocol]
     minutes = np.array(
-        reading_minutes(patient.clinic.vitals_interval_min, proto["infusion_min"], monitoring_min), dtype=float
+        reading_minutes(patient.clinic.vitals_interval_min, proto["infusion_min"], monitoring_min),
+        dtype=float,
     )
     n = len(minutes)
     peak_min = float(rng.integers(proto["bp_peak_min"]["min"], proto["bp_peak_min"]["max"] + 1))
@@ -304,7 +305,12 @@ def _pick(rng: np.random.Generator, shares: dict[str, float]) -> str:
 
 
 def _new_event(
-    config: dict[str, Any], rng: np.random.Generator, session: Session, term: str, spec: dict[str, Any], **kw: Any
+    config: dict[str, Any],
+    rng: np.random.Generator,
+    session: Session,
+    term: str,
+    spec: dict[str, Any],
+    **kw: Any,
 ) -> AdverseEvent:
     aecfg = config["adverse_events"]
     monitoring = int((session.discharged_at - session.started_at).total_seconds() // 60)
@@ -367,8 +373,15 @@ def _draw_adverse_events(config: dict[str, Any], rng: np.random.Generator, sessi
         p_note = min(1.0, rate_for_infusion(derived["dissociation"], n) / cadss_exceedance(config, n))
         if rng.random() < p_note:
             grades = {str(i): g for i, g in enumerate(derived["dissociation"]["grades"])}
-            _new_event(config, rng, session, "dissociation", derived["dissociation"],
-                       onset_min=int(rng.integers(5, 25)), grade=1 + int(_pick(rng, grades)))
+            _new_event(
+                config,
+                rng,
+                session,
+                "dissociation",
+                derived["dissociation"],
+                onset_min=int(rng.integers(5, 25)),
+                grade=1 + int(_pick(rng, grades)),
+            )
     if session.bp_category != "none":
         peak = max(session.readings, key=lambda r: (r.sbp, r.dbp))
         p_med = rate_for_infusion(vcfg["antihypertensive_given_rate"], n) / rate_for_infusion(
@@ -380,16 +393,43 @@ def _draw_adverse_events(config: dict[str, Any], rng: np.random.Generator, sessi
             action = _pick(rng, {"paused": 0.45, "stopped": 0.25, "medication_given": 0.3})
             if rng.random() < aecfg["severe_hypertension_ed_transfer"]:
                 action, serious, criteria, grade = "ed_transfer", True, ["hospitalization"], 4
-        _new_event(config, rng, session, "hypertension", derived["hypertension"], onset_min=peak.minutes_from_start,
-                   grade=grade, serious=serious, criteria=criteria, relatedness="related", action_taken=action)
+        _new_event(
+            config,
+            rng,
+            session,
+            "hypertension",
+            derived["hypertension"],
+            onset_min=peak.minutes_from_start,
+            grade=grade,
+            serious=serious,
+            criteria=criteria,
+            relatedness="related",
+            action_taken=action,
+        )
     if session.tachycardia:
         onset = next(r.minutes_from_start for r in session.readings if r.hr > 110)
-        _new_event(config, rng, session, "tachycardia", derived["tachycardia"], onset_min=onset,
-                   grade=int(rng.integers(1, 3)), relatedness="possibly_related")
+        _new_event(
+            config,
+            rng,
+            session,
+            "tachycardia",
+            derived["tachycardia"],
+            onset_min=onset,
+            grade=int(rng.integers(1, 3)),
+            relatedness="possibly_related",
+        )
     if session.desaturation:
         onset = next(r.minutes_from_start for r in session.readings if r.spo2 < 90)
-        _new_event(config, rng, session, "hypoxia", derived["hypoxia"], onset_min=onset, grade=3,
-                   action_taken=_pick(rng, {"paused": 0.6, "stopped": 0.4}))
+        _new_event(
+            config,
+            rng,
+            session,
+            "hypoxia",
+            derived["hypoxia"],
+            onset_min=onset,
+            grade=3,
+            action_taken=_pick(rng, {"paused": 0.6, "stopped": 0.4}),
+        )
 
 
 # --- questionnaires ----------------------------------------------------------------------------------------
@@ -428,8 +468,13 @@ def _draw_questionnaires(config: dict[str, Any], rng: np.random.Generator, sessi
         phq_total = _phq9_total(config, rng, patient, completed)
         item9 = _item9(rng, patient, completed, phq_total)
         phq_items = [*spread_total(rng, phq_total - item9, 8, 3), item9]
-        gad_total = int(clamp(round(phq_total * qcfg["gad7"]["baseline_ratio_to_phq9"]
-                                      + rng.normal(0, qcfg["gad7"]["noise_sd"])), 0, 21))
+        gad_total = int(
+            clamp(
+                round(phq_total * qcfg["gad7"]["baseline_ratio_to_phq9"] + rng.normal(0, qcfg["gad7"]["noise_sd"])),
+                0,
+                21,
+            )
+        )
         cs = qcfg["cssrs"]
         probs = cs["ideation_given_item9"] if item9 > 0 else cs["ideation_without_item9"]
         q = {k: bool(rng.random() < p) for k, p in probs.items()}
@@ -448,24 +493,41 @@ def _draw_questionnaires(config: dict[str, Any], rng: np.random.Generator, sessi
             )
         if patient.worsening_si and completed == 3 and item9 > 0:  # staff record it once, when it emerges
             spec = config["adverse_events"]["derived_terms"]["suicidal_ideation"]
-            _new_event(config, rng, session, "suicidal_ideation", spec, onset_min=0, grade=2,
-                       relatedness="unlikely_related")
+            _new_event(
+                config,
+                rng,
+                session,
+                "suicidal_ideation",
+                spec,
+                onset_min=0,
+                grade=2,
+                relatedness="unlikely_related",
+            )
     # CADSS is clinician-administered at ~40 min and before discharge (REDCap).
     at40 = session.started_at + dt.timedelta(minutes=40)
     discharge_score = (
-        int(rng.integers(0, 3)) if rng.random() < config["cadss"]["discharge_max_share_le_2"] else int(rng.integers(3, 9))
+        int(rng.integers(0, 3))
+        if rng.random() < config["cadss"]["discharge_max_share_le_2"]
+        else int(rng.integers(3, 9))
     )
     discharge_score = min(discharge_score, session.cadss_40)
-    for timepoint, when, total in (("40min", at40, session.cadss_40),
-                                   ("discharge", session.discharged_at - dt.timedelta(minutes=5), discharge_score)):
+    for timepoint, when, total in (
+        ("40min", at40, session.cadss_40),
+        ("discharge", session.discharged_at - dt.timedelta(minutes=5), discharge_score),
+    ):
         session.questionnaires.append(
             Questionnaire(deterministic_uuid(rng), "cadss", timepoint, when, spread_total(rng, total, 23, 4))
         )
     if patient.clinic.uses_madrs and n in (1, 7):
         base = clamp(rng.normal(32, 6), 20, 50)
         factor = {"remitter": 0.2, "responder": 0.45, "nonresponder": 0.85}[patient.response_class]
-        total = int(round(base if n == 1 else base * factor))
+        total = round(base if n == 1 else base * factor)
         session.questionnaires.append(
-            Questionnaire(deterministic_uuid(rng), "madrs", "baseline" if n == 1 else "post_induction",
-                          session.started_at - dt.timedelta(minutes=15), spread_total(rng, total, 10, 6))
+            Questionnaire(
+                deterministic_uuid(rng),
+                "madrs",
+                "baseline" if n == 1 else "post_induction",
+                session.started_at - dt.timedelta(minutes=15),
+                spread_total(rng, total, 10, 6),
+            )
         )

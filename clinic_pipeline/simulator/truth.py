@@ -22,8 +22,15 @@ def session_breaches(session: Session, rules: dict[str, Any]) -> list[dict[str, 
 
     def add(rule: str, reading_index: int, value: str) -> None:
         r = readings[reading_index]
-        found.append({"session_id": session.session_id, "rule": rule, "minutes_from_start": r.minutes_from_start,
-                      "taken_at": r.taken_at.isoformat(), "value": value})
+        found.append(
+            {
+                "session_id": session.session_id,
+                "rule": rule,
+                "minutes_from_start": r.minutes_from_start,
+                "taken_at": r.taken_at.isoformat(),
+                "value": value,
+            }
+        )
 
     base = readings[0]
     if base.sbp > rules["predose_bp"]["sbp_over"] or base.dbp > rules["predose_bp"]["dbp_over"]:
@@ -34,7 +41,10 @@ def session_breaches(session: Session, rules: dict[str, Any]) -> list[dict[str, 
         return next((i for i in dosed if pred(readings[i])), None)
 
     def first_run(pred: Any, length: int) -> int | None:
-        return next((i for i in dosed if i + length <= len(readings) and all(pred(readings[j]) for j in range(i, i + length))), None)
+        return next(
+            (i for i in dosed if i + length <= len(readings) and all(pred(readings[j]) for j in range(i, i + length))),
+            None,
+        )
 
     r = rules["intra_infusion_bp"]
     if (i := first(lambda x: x.sbp > r["sbp_over"] or x.dbp > r["dbp_over"])) is not None:
@@ -91,32 +101,58 @@ class GroundTruth:
 
     def add_session(self, session: Session, rules: dict[str, Any]) -> None:
         p, plan = session.patient, session.plan
-        self.sessions.append({
-            "session_id": session.session_id, "patient_id": p.patient_id, "clinic_id": p.clinic.clinic_id,
-            "protocol": session.protocol, "infusion_number": plan.infusion_number, "is_booster": plan.is_booster,
-            "day": plan.day, "started_at": session.started_at.isoformat(), "readings": len(session.readings),
-            "bp_category": session.bp_category, "max_sbp": max(r.sbp for r in session.readings),
-            "max_dbp": max(r.dbp for r in session.readings),
-            "peak_delta_sbp": max(r.sbp for r in session.readings) - session.readings[0].sbp,
-            "hx_hypertension": p.hx_hypertension, "age": p.age,
-        })
+        self.sessions.append(
+            {
+                "session_id": session.session_id,
+                "patient_id": p.patient_id,
+                "clinic_id": p.clinic.clinic_id,
+                "protocol": session.protocol,
+                "infusion_number": plan.infusion_number,
+                "is_booster": plan.is_booster,
+                "day": plan.day,
+                "started_at": session.started_at.isoformat(),
+                "readings": len(session.readings),
+                "bp_category": session.bp_category,
+                "max_sbp": max(r.sbp for r in session.readings),
+                "max_dbp": max(r.dbp for r in session.readings),
+                "peak_delta_sbp": max(r.sbp for r in session.readings) - session.readings[0].sbp,
+                "hx_hypertension": p.hx_hypertension,
+                "age": p.age,
+            }
+        )
         self.readings += len(session.readings)
         self.observations += sum(6 + (r.temp_c is not None) for r in session.readings)
         for e in session.adverse_events:
-            self.adverse_events.append({
-                "ae_id": e.ae_id, "session_id": session.session_id, "patient_id": p.patient_id,
-                "clinic_id": p.clinic.clinic_id, "protocol": session.protocol,
-                "infusion_number": plan.infusion_number, "term": e.term, "grade": e.grade, "serious": e.serious,
-                "seriousness_criteria": e.seriousness_criteria, "action_taken": e.action_taken,
-                "final_outcome": e.corrected_outcome or e.outcome, "entered_day": plan.day + e.entry_delay_days,
-            })
+            self.adverse_events.append(
+                {
+                    "ae_id": e.ae_id,
+                    "session_id": session.session_id,
+                    "patient_id": p.patient_id,
+                    "clinic_id": p.clinic.clinic_id,
+                    "protocol": session.protocol,
+                    "infusion_number": plan.infusion_number,
+                    "term": e.term,
+                    "grade": e.grade,
+                    "serious": e.serious,
+                    "seriousness_criteria": e.seriousness_criteria,
+                    "action_taken": e.action_taken,
+                    "final_outcome": e.corrected_outcome or e.outcome,
+                    "entered_day": plan.day + e.entry_delay_days,
+                }
+            )
         self.breaches.extend(session_breaches(session, rules))
         for q in session.questionnaires:
             self.questionnaires[q.instrument] += 1
             if q.instrument == "cadss":
-                self.cadss.append({"session_id": session.session_id, "timepoint": q.timepoint,
-                                   "total": sum(q.answers), "infusion_number": plan.infusion_number,
-                                   "protocol": session.protocol})
+                self.cadss.append(
+                    {
+                        "session_id": session.session_id,
+                        "timepoint": q.timepoint,
+                        "total": sum(q.answers),
+                        "infusion_number": plan.infusion_number,
+                        "protocol": session.protocol,
+                    }
+                )
                 if q.timepoint == "discharge" and sum(q.answers) > rules["cadss_at_discharge"]["cadss_over"]:
                     self._flag(session, q, "cadss_at_discharge", sum(q.answers))
             elif q.instrument == "phq9" and q.answers[8] >= rules["phq9_item9"]["item9_at_least"]:
@@ -128,11 +164,17 @@ class GroundTruth:
                     self._flag(session, q, "cssrs_high_risk", ",".join(hits))
 
     def _flag(self, session: Session, q: Any, rule: str, value: Any) -> None:
-        self.suicidality_flags.append({
-            "questionnaire_id": q.questionnaire_id, "instrument": q.instrument, "rule": rule, "value": value,
-            "patient_id": session.patient.patient_id, "session_id": session.session_id,
-            "authored": q.authored_at.isoformat(),
-        })
+        self.suicidality_flags.append(
+            {
+                "questionnaire_id": q.questionnaire_id,
+                "instrument": q.instrument,
+                "rule": rule,
+                "value": value,
+                "patient_id": session.patient.patient_id,
+                "session_id": session.session_id,
+                "authored": q.authored_at.isoformat(),
+            }
+        )
 
     def to_json(self) -> dict[str, Any]:
         ae_by_term = Counter(e["term"] for e in self.adverse_events)

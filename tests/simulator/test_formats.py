@@ -29,8 +29,9 @@ def questionnaire_response_validator() -> jsonschema.Draft6Validator:
     """The official FHIR R4 JSON schema (hl7.org/fhir/json-schema/4.0), narrowed to QuestionnaireResponse."""
     schema = json.loads(gzip.decompress(SCHEMA.read_bytes()))
     assert schema["id"] == "http://hl7.org/fhir/json-schema/4.0"
-    return jsonschema.Draft6Validator({"definitions": schema["definitions"],
-                                       "$ref": "#/definitions/QuestionnaireResponse"})
+    return jsonschema.Draft6Validator(
+        {"definitions": schema["definitions"], "$ref": "#/definitions/QuestionnaireResponse"}
+    )
 
 
 def test_monitor_messages_validate_strictly_with_hl7apy(small_network):
@@ -91,8 +92,11 @@ def test_questionnaire_responses_validate_against_official_r4_schema(small_netwo
         assert dt.datetime.fromisoformat(resource["authored"]).utcoffset() is not None
         uuid.UUID(resource["id"])
     questionnaires = {r["questionnaire"] for r in resources}
-    assert questionnaires == {"http://loinc.org/q/44249-1", "http://loinc.org/q/69737-5",
-                              "urn:ketamine-network:Questionnaire/cssrs-screener"}
+    assert questionnaires == {
+        "http://loinc.org/q/44249-1",
+        "http://loinc.org/q/69737-5",
+        "urn:ketamine-network:Questionnaire/cssrs-screener",
+    }
 
 
 def test_schema_check_is_not_a_rubber_stamp(small_network, questionnaire_response_validator):
@@ -133,9 +137,10 @@ def test_ehr_opens_with_plain_sql_and_matches_the_ground_truth(small_network):
         columns = [r[1] for r in db.execute(f"pragma table_info({table})")]
         assert "updated_at" in columns, table
     dose = db.execute(
-        "select min(dose_mg_per_kg), max(dose_mg_per_kg) from infusion_sessions where route = 'IV' and protocol != 'iv_pain'"
+        "select min(dose_mg_per_kg), max(dose_mg_per_kg) from infusion_sessions "
+        "where route = 'IV' and protocol != 'iv_pain'"
     ).fetchone()
-    assert 0.5 <= dose[0] and dose[1] <= 1.0
+    assert dose[0] >= 0.5 and dose[1] <= 1.0
 
 
 @pytest.mark.postgres
@@ -146,8 +151,16 @@ def test_ehr_on_local_postgresql(tmp_path):
     admin.cursor().execute(f"create database {name}")
     try:
         url = f"postgresql+psycopg2://postgres@127.0.0.1/{name}"
-        simulate(SimulationOptions(out=tmp_path / "landing", truth_out=tmp_path / "t.json", clinics=2, days=3,
-                                   seed=4, ehr_url=url))
+        simulate(
+            SimulationOptions(
+                out=tmp_path / "landing",
+                truth_out=tmp_path / "t.json",
+                clinics=2,
+                days=3,
+                seed=4,
+                ehr_url=url,
+            )
+        )
         truth = json.loads((tmp_path / "t.json").read_text())
         entered = [e for e in truth["adverse_events"] if e["entered_day"] <= truth["last_day"]]
         with psycopg2.connect(host="127.0.0.1", dbname=name, user="postgres") as conn, conn.cursor() as cur:

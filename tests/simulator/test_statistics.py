@@ -6,6 +6,7 @@ with test-side code; expected values come from the config. Tolerances are binomi
 
 from __future__ import annotations
 
+import itertools
 import math
 import sqlite3
 import statistics
@@ -76,7 +77,12 @@ def test_adverse_event_rates_by_infusion_number_match_config(sessions_with_event
         group = [s for s in iv if _bucket(s["infusion_number"]) == bucket]
         hits = sum(term in s["terms"] for s in group)
         assert len(group) > 300
-        assert within_binomial(hits, len(group), spec[bucket]), (term, bucket, hits / len(group), spec[bucket])
+        assert within_binomial(hits, len(group), spec[bucket]), (
+            term,
+            bucket,
+            hits / len(group),
+            spec[bucket],
+        )
 
 
 def test_dissociation_is_front_loaded_at_configured_rates(sessions_with_events):
@@ -94,17 +100,23 @@ def _elevated(series: list[tuple[int, int, int]]) -> bool:
 
 def _severe(series: list[tuple[int, int, int]]) -> bool:
     flags = [s >= 180 or d >= 110 for _, s, d in series[1:]]
-    return any(a and b for a, b in zip(flags, flags[1:], strict=False))
+    return any(a and b for a, b in itertools.pairwise(flags))
 
 
 def test_blood_pressure_breach_rates_match_config(sessions, bp_series):
     vitals = CONFIG["vitals"]
     for bucket in ("first", "later"):
-        group = [sid for sid, s in sessions.items() if s["protocol"] != "esketamine"
-                 and _bucket(s["infusion_number"]) == bucket]
+        group = [
+            sid
+            for sid, s in sessions.items()
+            if s["protocol"] != "esketamine" and _bucket(s["infusion_number"]) == bucket
+        ]
         elevated = sum(_elevated(bp_series[sid]) for sid in group)
         severe = sum(_severe(bp_series[sid]) for sid in group)
-        assert within_binomial(elevated, len(group), vitals["bp_elevated_165_100"][bucket]), (bucket, elevated)
+        assert within_binomial(elevated, len(group), vitals["bp_elevated_165_100"][bucket]), (
+            bucket,
+            elevated,
+        )
         assert within_binomial(severe, len(group), vitals["bp_severe_180_110"][bucket]), (bucket, severe)
 
 
@@ -147,8 +159,10 @@ def test_cadss_scores_match_configured_distribution(large_network):
 
 def _session_numbers(network) -> dict[str, dict[str, Any]]:
     db = sqlite3.connect(network.ehr_path)
-    return {sid: {"infusion_number": n, "patient_id": pid}
-            for sid, n, pid in db.execute("select session_id, infusion_number, patient_id from infusion_sessions")}
+    return {
+        sid: {"infusion_number": n, "patient_id": pid}
+        for sid, n, pid in db.execute("select session_id, infusion_number, patient_id from infusion_sessions")
+    }
 
 
 def test_phq9_response_after_induction_matches_real_world_rate(large_network):
