@@ -73,8 +73,8 @@ class FaultLog:
 
 
 def choose_fault(rng: np.random.Generator, rate: float, weights: dict[str, float]) -> str | None:
-    """At most one fault kind per unit: hit with probability `rate`, kind picked by weight."""
-    if rate <= 0 or rng.random() >= rate:
+    """At most one fault kind per unit: kind k hits with probability `rate x weight[k]`."""
+    if rate <= 0 or rng.random() >= rate * sum(weights.values()):
         return None
     kinds = list(weights)
     p = np.array([weights[k] for k in kinds], dtype=float)
@@ -217,7 +217,7 @@ def inject_epro_fault(site: FaultSite, resource: dict[str, Any], line: int) -> b
         del resource[missing]
         site.record(kind, field=missing, **where)
     elif kind == "unknown_patient":
-        resource["subject"]["identifier"]["value"] = f"99{line:07d}"
+        resource["subject"]["identifier"]["value"] = f"UNK{line:06d}"  # no real MRN starts with letters
         site.record(kind, field="subject", **where)
     elif kind == "impossible_value":
         item = resource["item"][int(site.rng.integers(len(resource["item"])))]

@@ -105,7 +105,7 @@ def reading_message(session: Session, reading: VitalReading, control_id: str) ->
         f"PV1||O|{clinic.clinic_id}^INFUSION^{patient.number % 6 + 1}||||||||||||||||{session.session_id}"
         f"^^^{clinic.clinic_id}^VN",
         f"OBR|1|{session.session_id}-{reading.minutes_from_start:+04d}^{clinic.clinic_id}|{control_id}^{app}"
-        f"|182777000^Monitoring of patient^SCT|||{when}|||||||||||||||||||F",
+        f"|182777000^Monitoring of patient^SCT|||{when}" + "|" * 18 + "F",  # OBR-25 result status
     ]
     mean = round((reading.sbp + 2 * reading.dbp) / 3)
     values = [

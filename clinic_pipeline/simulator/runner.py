@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from clinic_pipeline.simulator import ehr, epro, faults, hl7_monitor
 from clinic_pipeline.simulator.config import config_fingerprint, load_network_config
 from clinic_pipeline.simulator.faults import FaultSite
-from clinic_pipeline.simulator.landing import DEFAULT_STREAM, LandingZone
+from clinic_pipeline.simulator.landing import DEFAULT_STREAM, LandingZone, atomic_write
 from clinic_pipeline.simulator.network import (
     Clinic,
     Patient,
@@ -136,7 +136,7 @@ class NetworkSimulator:
         self.truth.faults = self.fault_log.faults
         self.truth.write(self.options.truth_path)
         state = {"network": self.header(), "next_day": next_day}
-        (self.options.out / STATE_FILE).write_text(json.dumps(state, indent=1, sort_keys=True) + "\n")
+        atomic_write(self.options.out / STATE_FILE, (json.dumps(state, indent=1, sort_keys=True) + "\n").encode())
 
     # --- population --------------------------------------------------------------------------------------
 
@@ -222,8 +222,7 @@ class NetworkSimulator:
                 resend,
                 {rel.replace(batch.batch_id, resend): data},
                 manifest,
-                None,
-                batch.batch_id,
+                duplicate_of=batch.batch_id,
             )
             return 2
         return 1

@@ -518,7 +518,8 @@ def _draw_questionnaires(config: dict[str, Any], rng: np.random.Generator, sessi
         session.questionnaires.append(
             Questionnaire(deterministic_uuid(rng), "cadss", timepoint, when, spread_total(rng, total, 23, 4))
         )
-    if patient.clinic.uses_madrs and n in (1, 7):
+    after_induction = config["protocols"][patient.protocol]["induction_infusions"] + 1
+    if patient.clinic.uses_madrs and n in (1, after_induction):
         base = clamp(rng.normal(32, 6), 20, 50)
         factor = {"remitter": 0.2, "responder": 0.45, "nonresponder": 0.85}[patient.response_class]
         total = round(base if n == 1 else base * factor)

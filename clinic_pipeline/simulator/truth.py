@@ -46,9 +46,9 @@ def session_breaches(session: Session, rules: dict[str, Any]) -> list[dict[str, 
             None,
         )
 
-    r = rules["intra_infusion_bp"]
+    r = rules["session_bp_high"]
     if (i := first(lambda x: x.sbp > r["sbp_over"] or x.dbp > r["dbp_over"])) is not None:
-        add("intra_infusion_bp", i, f"{readings[i].sbp}/{readings[i].dbp}")
+        add("session_bp_high", i, f"{readings[i].sbp}/{readings[i].dbp}")
     r = rules["severe_bp_sustained"]
     if (i := first_run(lambda x: x.sbp > r["sbp_over"] or x.dbp > r["dbp_over"], r["consecutive"])) is not None:
         add("severe_bp_sustained", i, f"{readings[i].sbp}/{readings[i].dbp}")
@@ -77,6 +77,7 @@ class GroundTruth:
         self.breaches: list[dict[str, Any]] = []
         self.suicidality_flags: list[dict[str, Any]] = []
         self.cadss: list[dict[str, Any]] = []
+        self.dissociation_flags: list[dict[str, Any]] = []
         self.questionnaires: Counter[str] = Counter()
         self.batches: list[dict[str, Any]] = []
         self.faults: list[dict[str, Any]] = []
@@ -89,7 +90,15 @@ class GroundTruth:
     def load(cls, path: Path) -> GroundTruth:
         data = json.loads(path.read_text(encoding="utf-8"))
         truth = cls(data["generator"])
-        for name in ("sessions", "adverse_events", "suicidality_flags", "cadss", "batches", "faults"):
+        for name in (
+            "sessions",
+            "adverse_events",
+            "suicidality_flags",
+            "dissociation_flags",
+            "cadss",
+            "batches",
+            "faults",
+        ):
             setattr(truth, name, data[name])
         truth.breaches = data["threshold_breaches"]
         truth.questionnaires = Counter(data["counts"]["questionnaires"])
@@ -154,7 +163,14 @@ class GroundTruth:
                     }
                 )
                 if q.timepoint == "discharge" and sum(q.answers) > rules["cadss_at_discharge"]["cadss_over"]:
-                    self._flag(session, q, "cadss_at_discharge", sum(q.answers))
+                    self.dissociation_flags.append(
+                        {
+                            "session_id": session.session_id,
+                            "rule": "cadss_at_discharge",
+                            "questionnaire_id": q.questionnaire_id,
+                            "value": sum(q.answers),
+                        }
+                    )
             elif q.instrument == "phq9" and q.answers[8] >= rules["phq9_item9"]["item9_at_least"]:
                 self._flag(session, q, "phq9_item9", q.answers[8])
             elif q.instrument == "cssrs":
@@ -210,6 +226,7 @@ class GroundTruth:
             "adverse_events": self.adverse_events,
             "threshold_breaches": self.breaches,
             "suicidality_flags": self.suicidality_flags,
+            "dissociation_flags": self.dissociation_flags,
             "cadss": self.cadss,
             "batches": self.batches,
             "faults": self.faults,
