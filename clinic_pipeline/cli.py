@@ -87,6 +87,34 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the whole ingest in-process over a landing zone (no scheduler)",
+        description=(
+            "Ingest every announced batch of a landing zone into the lake: EHR (incremental), monitor HL7, "
+            "ePRO FHIR and REDCap. Writes quality/reconciliation.json, prints a short table and exits non-zero "
+            "when a batch does not reconcile (rows in = staged + quarantined) or a quality gate stopped a batch."
+        ),
+    )
+    p.add_argument("--landing", type=Path, required=True, help="landing zone directory")
+    p.add_argument("--lake", type=str, required=True, help="lake root (folder or fsspec URL)")
+    p.add_argument("--ehr-url", default=None, help="EHR SQLAlchemy URL (default: <landing>/ehr.sqlite)")
+    p.add_argument("--chunk-batches", type=int, default=32, help="batches validated together (bounds memory)")
+    p.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from clinic_pipeline.ingest.run import reconciliation_table, run_pipeline
+
+    summary = run_pipeline(args.landing, args.lake, ehr_url=args.ehr_url, chunk_batches=args.chunk_batches)
+    print(reconciliation_table(summary.reports))
+    print(f"reconciliation: {summary.reconciliation_path}")
+    if summary.data_docs:
+        print(f"data docs: {summary.data_docs}")
+    return 0 if summary.ok else 1
+
+
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="performance benchmark: figures and ratios against the naive way")
     p.add_argument("--clinics", type=int, default=50)
@@ -107,6 +135,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     _simulate_parser(sub)
+    _run_parser(sub)
     _bench_parser(sub)
     return parser
 

@@ -108,6 +108,14 @@ def _control_id(raw: bytes) -> str | None:
     return fields[9].decode("ascii", errors="replace") if len(fields) > 9 and fields[9] else None
 
 
+def _component(segment: Any, field_index: int, component: int) -> str:
+    """Component of the first repetition of a field ('' when absent), robust to fields without components."""
+    if len(segment) <= field_index:
+        return ""
+    parts = str(segment[field_index]).split("~")[0].split("^")
+    return parts[component] if component < len(parts) else ""
+
+
 def parse_reading(text: str, conversions: dict[str, int]) -> dict[str, Any]:
     """One ORU^R01 message -> one reading row. Raises MessageRejected with the rule it breaks."""
     for segment in text.split("\r"):
@@ -127,7 +135,7 @@ def parse_reading(text: str, conversions: dict[str, int]) -> dict[str, Any]:
         pid = message.segment("PID")
     except KeyError as exc:
         raise MessageRejected("missing_required", f"segment {exc} is missing") from exc
-    session_id = str(pv1[19][0][0]) if len(pv1) > 19 else ""
+    session_id = _component(pv1, 19, 0)
     if not session_id:
         raise MessageRejected("missing_required", "PV1-19 visit number (session id) is empty")
     row: dict[str, Any] = {
@@ -139,7 +147,7 @@ def parse_reading(text: str, conversions: dict[str, int]) -> dict[str, Any]:
     row.update(dict.fromkeys(VITAL_COLUMNS))
     converted: list[str] = []
     for obx in message.segments("OBX"):
-        code_system, code = str(obx[3][0][2]), str(obx[3][0][0])
+        code_system, code = _component(obx, 3, 2), _component(obx, 3, 0)
         observation = observation_codes().get((code_system, code))
         if observation is None:
             continue  # other device parameters (e.g. NIBP cuff mode) are not vital signs we stage
@@ -150,8 +158,8 @@ def parse_reading(text: str, conversions: dict[str, int]) -> dict[str, Any]:
             value = float(value_text)
         except ValueError as exc:
             raise MessageRejected("value_not_numeric", f"OBX-5 value of {observation.vital} is not a number") from exc
-        unit_system = "MDC" if str(obx[6][0][2]) == "MDC" else "UCUM"
-        unit_code = str(obx[6][0][0])
+        unit_system = "MDC" if _component(obx, 6, 2) == "MDC" else "UCUM"
+        unit_code = _component(obx, 6, 0)
         rule = unit_rule(unit_system, unit_code)
         if rule is None or rule.canonical_unit != observation.canonical_unit:
             raise MessageRejected(

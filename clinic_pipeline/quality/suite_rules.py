@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import zoneinfo
 from pathlib import Path
 from typing import Any
 
@@ -89,6 +90,11 @@ def _in_set(column: str, values: list[Any], name: str, threshold: float, reason:
 
 
 SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
+    "clinics": ("clinic_id", [
+        _unique("clinic_id", "clinic_unique"),
+        _in_set("timezone", sorted(zoneinfo.available_timezones()), "timezone_iana", 0.0,
+                "REDCap times are local wall-clock times: converting them needs a valid IANA zone"),
+    ]),
     "vital_signs": (
         "control_id",
         [
@@ -144,7 +150,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
             _unique("questionnaire_id", "response_unique"),
             _not_null("patient_id", "patient_present", 5.0, "a questionnaire must belong to a known patient"),
             _not_null("authored_at", "authored_present", 5.0, "a questionnaire without a time cannot be trended"),
-            _in_set("instrument", ["phq9", "gad7", "cssrs"], "instrument_known", 0.0, "only these are collected"),
+            _in_set("instrument", ["phq9", "gad7", "cssrs"], "instrument_known", 5.0, "only these are collected"),
             _between(
                 "total_score",
                 0,
@@ -167,7 +173,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 row_condition='instrument=="gad7"',
                 condition_parser="pandas",
             ),
-            _between("item9_score", 0, 3, "phq9_item9_range", "critical", 0.0, "PHQ-9 item 9 is scored 0-3"),
+            _between("item9_score", 0, 3, "phq9_item9_range", "critical", 5.0, "PHQ-9 item 9 is scored 0-3"),
         ],
     ),
     "clinician_ratings": (
@@ -213,12 +219,12 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "patient_id",
         [
             _unique("patient_id", "patient_unique"),
-            _not_null("mrn", "mrn_present", 0.0, "the MRN links monitors and the patient app to the patient"),
+            _not_null("mrn", "mrn_present", 5.0, "the MRN links monitors and the patient app to the patient"),
             _not_null("weight_kg", "weight_present", 5.0, "weight is needed to check the mg/kg dose"),
             _between("weight_kg", 20, 500, "weight_impossible", "critical", 5.0, IMPOSSIBLE),
             _between("weight_kg", 35, 250, "weight_implausible", "warning", 100.0, IMPLAUSIBLE),
-            _in_set("sex", ["female", "male", "other", "unknown"], "sex_coded", 0.0, "FHIR administrative gender"),
-            _not_null("birth_date", "birth_date_present", 0.0, "age drives blood-pressure risk"),
+            _in_set("sex", ["female", "male", "other", "unknown"], "sex_coded", 5.0, "FHIR administrative gender"),
+            _not_null("birth_date", "birth_date_present", 5.0, "age drives blood-pressure risk"),
         ],
     ),
     "infusion_sessions": (
@@ -226,7 +232,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
         [
             _unique("session_id", "session_unique"),
             _not_null("started_at", "start_present", 5.0, "without a start, readings cannot be timed from dosing"),
-            _not_null("patient_id", "patient_present", 0.0, "a session belongs to a patient"),
+            _not_null("patient_id", "patient_present", 5.0, "a session belongs to a patient"),
             _between(
                 "dose_mg_per_kg",
                 0.01,
@@ -245,7 +251,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 100.0,
                 "sub-anaesthetic protocols use 0.1-1.0 mg/kg IV (pain up to ~1.4): review outliers",
             ),
-            _between("infusion_number", 1, 500, "infusion_number_range", "critical", 0.0, "series numbers start at 1"),
+            _between("infusion_number", 1, 500, "infusion_number_range", "critical", 5.0, "series numbers start at 1"),
             _in_set(
                 "protocol",
                 ["iv_depression", "iv_ptsd", "iv_pain", "esketamine"],
@@ -253,7 +259,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 0.0,
                 "dashboards group by protocol",
             ),
-            _in_set("route", ["IV", "NASAL", "IM"], "route_known", 0.0, "route maps to a SNOMED route code"),
+            _in_set("route", ["IV", "NASAL", "IM"], "route_known", 5.0, "route maps to a SNOMED route code"),
             rule(
                 "ExpectColumnPairValuesAToBeGreaterThanB",
                 "discharge_after_start",
@@ -272,11 +278,11 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
         "ae_id",
         [
             _unique("ae_id", "adverse_event_unique"),
-            _not_null("term", "term_present", 0.0, "an adverse event without a term cannot be counted or reviewed"),
+            _not_null("term", "term_present", 5.0, "an adverse event without a term cannot be counted or reviewed"),
             _not_null("onset_at", "onset_present", 5.0, "onset time places the event in the session"),
-            _between("ctcae_grade", 1, 5, "grade_range", "critical", 0.0, "CTCAE grades are 1-5"),
+            _between("ctcae_grade", 1, 5, "grade_range", "critical", 5.0, "CTCAE grades are 1-5"),
             _in_set(
-                "ctcae_version", ["5.0", "6.0"], "ctcae_version_known", 0.0, "a grade means nothing without its version"
+                "ctcae_version", ["5.0", "6.0"], "ctcae_version_known", 5.0, "a grade means nothing without its version"
             ),
             _in_set(
                 "relatedness",
