@@ -147,14 +147,15 @@ def stage_patients(frame: pd.DataFrame, batch_id: str) -> StagedTable:
     return result
 
 
-def stage_by_reference(
-    table: str, frame: pd.DataFrame, batch_id: str, column: str, known: set[str], quarantined: set[str]
-) -> StagedTable:
-    """Rows whose `column` must name a known parent row (a session's patient, an event's session)."""
+def stage_by_reference(table: str, frame: pd.DataFrame, batch_id: str, column: str, known: set[str]) -> StagedTable:
+    """Rows whose `column` must name a parent row the EHR sent (a session's patient, an event's session).
+
+    A parent that is itself in quarantine still counts as known: its problem is already held and named, and
+    holding every child too would hide valid sessions and events from safety review.
+    """
     rows = prepare(table, frame, batch_id)
     result = StagedTable(table, rows)
-    unknown = ~rows[column].isin(known) & ~rows[column].isin(quarantined)
-    parent_rejected = rows[column].isin(quarantined) & ~rows[column].isin(known)
+    unknown = ~rows[column].isin(known)
     result.rejected += _reject(
         table,
         batch_id,
@@ -163,15 +164,7 @@ def stage_by_reference(
         f"unknown_{column.removesuffix('_id')}",
         f"{column} does not name a row the EHR sent",
     )
-    result.rejected += _reject(
-        table,
-        batch_id,
-        rows,
-        parent_rejected,
-        f"{column.removesuffix('_id')}_quarantined",
-        f"the {column.removesuffix('_id')} this row belongs to is in quarantine",
-    )
-    result.rows = rows[~unknown & ~parent_rejected]
+    result.rows = rows[~unknown]
     return result
 
 

@@ -15,10 +15,9 @@ from transforms.quarantine import QuarantineRecord
 class EhrReferences:
     """What the staged EHR knows: sessions with their start, patients with their MRN, clinic time zones."""
 
-    sessions: pd.DataFrame  # session_id, patient_id, clinic_id, started_at
-    patients: pd.DataFrame  # patient_id, clinic_id, mrn, staged (False: the EHR row is in quarantine)
-    clinics: pd.DataFrame  # clinic_id, timezone
-    quarantined_sessions: frozenset[str] = frozenset()
+    sessions: pd.DataFrame  # session_id, patient_id, clinic_id, started_at, staged
+    patients: pd.DataFrame  # patient_id, clinic_id, mrn, staged
+    clinics: pd.DataFrame  # clinic_id, timezone, staged
 
     def clinic_timezone(self, clinic_id: str) -> str | None:
         match = self.clinics.loc[self.clinics["clinic_id"] == clinic_id, "timezone"]
@@ -31,7 +30,9 @@ class Linked:
     rejected: list[QuarantineRecord] = field(default_factory=list)
 
 
-def _reject(rows: pd.DataFrame, mask: pd.Series, key: str, source: str, rule: str, reason: str) -> list[QuarantineRecord]:
+def _reject(
+    rows: pd.DataFrame, mask: pd.Series, key: str, source: str, rule: str, reason: str
+) -> list[QuarantineRecord]:
     picked = rows.loc[mask]
     return [
         QuarantineRecord(b, source, str(k), rule, "critical", reason, raw)
@@ -40,24 +41,34 @@ def _reject(rows: pd.DataFrame, mask: pd.Series, key: str, source: str, rule: st
 
 
 def link_to_sessions(rows: pd.DataFrame, refs: EhrReferences, key: str, source: str, time_column: str) -> Linked:
-    """Attach patient, clinic and minutes from the start of dosing; reject rows of unknown sessions."""
+    """Attach patient, clinic and minutes from the start of dosing; reject rows of sessions the EHR never sent.
+
+    `session_staged` is False when the EHR session row itself is held in quarantine: the row is kept (it is
+    valid on its own) and downstream views can tell that its session still needs fixing.
+    """
     if rows.empty:
         return Linked(rows)
-    sessions = refs.sessions[["session_id", "patient_id", "clinic_id", "started_at"]]
-    merged = rows.merge(sessions, on="session_id", how="left", validate="many_to_one")
-    known = merged["started_at"].notna()
-    quarantined = merged["session_id"].isin(refs.quarantined_sessions) & ~known
-    unknown = ~known & ~quarantined
-    rejected = _reject(merged, unknown, key, source, "unknown_session",
-                       "the session id is not an infusion session in the EHR")
-    rejected += _reject(merged, quarantined, key, source, "session_quarantined",
-                        "the EHR session this row belongs to is in quarantine; replay after it is fixed")
-    linked = merged[known].copy()
+    sessions = refs.sessions[["session_id", "patient_id", "clinic_id", "started_at", "staged"]]
+    merged = rows.merge(
+        sessions.rename(columns={"staged": "session_staged"}), on="session_id", how="left", validate="many_to_one"
+    )
+    unknown = merged["patient_id"].isna()
+    rejected = _reject(
+        merged, unknown, key, source, "unknown_session", "the session id is not an infusion session the EHR sent"
+    )
+    linked = merged[~unknown].copy()
+    linked["session_staged"] = linked["session_staged"].astype(bool)
     if "mrn" in linked:
-        mrns = refs.patients.set_index("patient_id")["mrn"]
+        mrns = refs.patients.drop_duplicates("patient_id").set_index("patient_id")["mrn"]
         mismatch = linked["mrn"] != linked["patient_id"].map(mrns)
-        rejected += _reject(linked, mismatch, key, source, "patient_mismatch",
-                            "PID-3 MRN differs from the MRN of the session's patient: the reading may be misfiled")
+        rejected += _reject(
+            linked,
+            mismatch,
+            key,
+            source,
+            "patient_mismatch",
+            "PID-3 MRN differs from the MRN of the session's patient: the reading may be misfiled",
+        )
         linked = linked[~mismatch].drop(columns=["mrn"])
     linked["minutes_from_start"] = (linked[time_column] - linked["started_at"]).dt.total_seconds() / 60.0
     return Linked(linked.drop(columns=["started_at"]), rejected)
@@ -67,13 +78,16 @@ def link_to_patients(rows: pd.DataFrame, refs: EhrReferences, key: str, source: 
     """Questionnaires name their patient by MRN within a clinic's identifier system."""
     if rows.empty:
         return Linked(rows)
-    patients = refs.patients[["patient_id", "clinic_id", "mrn", "staged"]].copy()
+    patients = refs.patients[["patient_id", "clinic_id", "mrn"]].drop_duplicates(["clinic_id", "mrn"]).copy()
     patients["mrn_system"] = "urn:ketamine-network:" + patients["clinic_id"] + ":mrn"
     merged = rows.merge(patients, on=["mrn_system", "mrn"], how="left", validate="many_to_one")
     unknown = merged["patient_id"].isna()
-    quarantined = ~unknown & (merged["staged"] == False)  # noqa: E712 - nullable column
-    rejected = _reject(merged, unknown, key, source, "unknown_patient",
-                       "subject identifier does not match a patient MRN of that clinic in the EHR")
-    rejected += _reject(merged, quarantined, key, source, "patient_quarantined",
-                        "the EHR patient row is in quarantine; replay after it is fixed")
-    return Linked(merged[~unknown & ~quarantined].drop(columns=["mrn", "mrn_system", "staged"]), rejected)
+    rejected = _reject(
+        merged,
+        unknown,
+        key,
+        source,
+        "unknown_patient",
+        "subject identifier does not match a patient MRN of that clinic in the EHR",
+    )
+    return Linked(merged[~unknown].drop(columns=["mrn", "mrn_system"]), rejected)

@@ -29,13 +29,13 @@ OVERLAP = dt.timedelta(minutes=10)
 READ_CHUNK_ROWS = 50_000
 
 
-def _watermark_file(lake: Lake):  # noqa: ANN202 - UPath
+def _watermark_file(lake: Lake):
     return lake.path("state", "ehr_watermark.json")
 
 
 def read_changes(engine: sa.Engine, table: str, since: dt.datetime | None) -> pd.DataFrame:
     columns = ", ".join(ehr_staging.EHR_COLUMNS[table])
-    query = f"select {columns} from {table}"  # noqa: S608 - table and columns come from our own contract
+    query = f"select {columns} from {table}"
     params = {}
     if since is not None:
         query += " where updated_at > :since"
@@ -64,29 +64,34 @@ def ingest_ehr(ehr_url: str, landing: Path, lake: Lake, *, now: dt.datetime) -> 
     report = BatchReport("ehr", batch_id, "ingested")
     quarantine: list[QuarantineRecord] = []
     new_marks = dict(marks)
+    held = held_keys(lake)
     for table in TABLE_ORDER:
         since = dt.datetime.fromisoformat(marks[table]) if table in marks else None
         rows = read_changes(engine, table, since)
         key = ehr_staging.KEYS[table]
         existing = lake.read_parquets(lake.staged_table(table))
-        held = lake.read_parquets(lake.path("quarantine", "ehr"))
+        held_rows = lake.read_parquets(lake.path("quarantine", "ehr"))
         seen_versions = existing[[key, "updated_at"]] if not existing.empty else pd.DataFrame()
-        if not held.empty:
-            held = held[held["row_key"].str.startswith(f"{table}:")]
-            versions = pd.DataFrame([json.loads(raw) for raw in held["raw_record"]], columns=[key, "updated_at"])
+        if not held_rows.empty:
+            held_rows = held_rows[held_rows["row_key"].str.startswith(f"{table}:")]
+            versions = pd.DataFrame([json.loads(raw) for raw in held_rows["raw_record"]], columns=[key, "updated_at"])
             seen_versions = pd.concat([seen_versions, versions[[key, "updated_at"]]], ignore_index=True)
         rows = rows[~_already_read(lake, table, rows, seen_versions)]
         if rows.empty:
             continue
         report.rows_in += len(rows)
         new_marks[table] = pd.to_datetime(rows["updated_at"], utc=True, format="mixed").max().isoformat()
-        staged = _stage_table(table, rows, batch_id, lake)
+        staged = _stage_table(table, rows, batch_id, lake, held)
         quarantine += staged.rejected
         for k, v in staged.conversions.items():
             report.conversions[k] = report.conversions.get(k, 0) + v
         gate = validate_staged(table, "ehr", staged.rows, lake.quality_dir)
-        quarantine += [QuarantineRecord(r.batch_id, r.source, f"{table}:{r.row_key}", r.rule, r.severity, r.reason,
-                                        r.raw_record) for r in gate.rejected]
+        quarantine += [
+            QuarantineRecord(r.batch_id, r.source, f"{table}:{r.row_key}", r.rule, r.severity, r.reason, r.raw_record)
+            for r in gate.rejected
+        ]
+        for record in quarantine:
+            held.setdefault(record.row_key.partition(":")[0], set()).add(record.row_key.partition(":")[2])
         if gate.failed_batches:
             report.status, report.reason = "gate_failed", next(iter(gate.failed_batches.values()))
             continue
@@ -104,26 +109,32 @@ def ingest_ehr(ehr_url: str, landing: Path, lake: Lake, *, now: dt.datetime) -> 
     return report
 
 
-def _stage_table(table: str, rows: pd.DataFrame, batch_id: str, lake: Lake) -> ehr_staging.StagedTable:
+def _stage_table(
+    table: str, rows: pd.DataFrame, batch_id: str, lake: Lake, held: dict[str, set[str]]
+) -> ehr_staging.StagedTable:
     if table == "patients":
         return ehr_staging.stage_patients(rows, batch_id)
-    if table in ("infusion_sessions", "concomitant_medications"):
-        return _by_reference(table, rows, batch_id, lake, "patients", "patient_id")
-    if table == "adverse_events":
-        return _by_reference(table, rows, batch_id, lake, "infusion_sessions", "session_id")
-    return ehr_staging.StagedTable(table, ehr_staging.prepare(table, rows, batch_id))
+    parents = {
+        "infusion_sessions": ("patients", "patient_id"),
+        "concomitant_medications": ("patients", "patient_id"),
+        "adverse_events": ("infusion_sessions", "session_id"),
+    }
+    if table not in parents:
+        return ehr_staging.StagedTable(table, ehr_staging.prepare(table, rows, batch_id))
+    parent, column = parents[table]
+    staged = lake.read_parquets(lake.staged_table(parent))
+    known = (set(staged[column]) if not staged.empty else set()) | held.get(parent, set())
+    return ehr_staging.stage_by_reference(table, rows, batch_id, column, known)
 
 
-def _by_reference(table: str, rows: pd.DataFrame, batch_id: str, lake: Lake, parent: str, column: str
-                  ) -> ehr_staging.StagedTable:
-    known = lake.read_parquets(lake.staged_table(parent))
-    held = lake.read_parquets(lake.path("quarantine", "ehr"))
-    known_keys = set(known[column]) if not known.empty else set()
-    held_keys = set()
-    if not held.empty:
-        prefix = f"{parent}:"
-        held_keys = {k.removeprefix(prefix) for k in held["row_key"] if k.startswith(prefix)}
-    return ehr_staging.stage_by_reference(table, rows, batch_id, column, known_keys, held_keys - known_keys)
+def held_keys(lake: Lake) -> dict[str, set[str]]:
+    """Keys of EHR rows in quarantine, per table (row keys are '<table>:<key>')."""
+    held: dict[str, set[str]] = {}
+    frame = lake.read_parquets(lake.path("quarantine", "ehr"))
+    for row_key in frame["row_key"] if not frame.empty else []:
+        table, _, key = row_key.partition(":")
+        held.setdefault(table, set()).add(key)
+    return held
 
 
 def _upserts(lake: Lake, table: str, staged: pd.DataFrame) -> list:
@@ -131,7 +142,9 @@ def _upserts(lake: Lake, table: str, staged: pd.DataFrame) -> list:
     if staged.empty:
         return []
     if "clinic_id" not in staged:  # events and medications inherit the clinic of their session / patient
-        parent_table, column = ("infusion_sessions", "session_id") if table == "adverse_events" else ("patients", "patient_id")
+        parent_table, column = (
+            ("infusion_sessions", "session_id") if table == "adverse_events" else ("patients", "patient_id")
+        )
         parent = lake.read_parquets(lake.staged_table(parent_table)).drop_duplicates(column).set_index(column)
         staged = staged.assign(clinic_id=staged[column].map(parent["clinic_id"]))
     key = ehr_staging.KEYS[table]

@@ -70,17 +70,26 @@ class FileRejected(Exception):
 
 SOURCES = {
     "monitor": FileSource(
-        "monitor", "vital_signs", "control_id", _parse_monitor,
+        "monitor",
+        "vital_signs",
+        "control_id",
+        _parse_monitor,
         lambda rows, refs: link_to_sessions(rows, refs, "control_id", "monitor", "observed_at"),
         lambda data: len(monitor_hl7.split_messages(data)),
     ),
     "epro": FileSource(
-        "epro", "questionnaire_responses", "questionnaire_id", _parse_epro,
+        "epro",
+        "questionnaire_responses",
+        "questionnaire_id",
+        _parse_epro,
         lambda rows, refs: link_to_patients(rows, refs, "questionnaire_id", "epro"),
         lambda data: sum(1 for line in data.split(b"\n") if line.strip()),
     ),
     "redcap": FileSource(
-        "redcap", "clinician_ratings", "rating_key", _parse_redcap,
+        "redcap",
+        "clinician_ratings",
+        "rating_key",
+        _parse_redcap,
         lambda rows, refs: link_to_sessions(rows, refs, "rating_key", "redcap", "rated_at"),
         lambda data: max(0, len(data.decode("utf-8", errors="replace").strip().splitlines()) - 1),
     ),
@@ -102,12 +111,29 @@ def file_problem(source: FileSource, data: bytes, declared: int | None) -> str |
 def _whole_file_quarantine(batch: LandedBatch, raw: RawLanding, rule: str, reason: str) -> list[QuarantineRecord]:
     rows = batch.declared_records or 1
     paths = ", ".join(raw.files) or "(no file)"
-    return [QuarantineRecord(batch.batch_id, batch.source, batch.batch_id, rule, "critical",
-                             f"{reason}; the whole file is held", paths, row_count=rows)]
+    return [
+        QuarantineRecord(
+            batch.batch_id,
+            batch.source,
+            batch.batch_id,
+            rule,
+            "critical",
+            f"{reason}; the whole file is held",
+            paths,
+            row_count=rows,
+        )
+    ]
 
 
-def ingest_file_source(source_name: str, landing: Path, lake: Lake, *, chunk_batches: int = 32,
-                       ehr_through: str | None = None, wait_for_ehr: bool = False) -> list[BatchReport]:
+def ingest_file_source(
+    source_name: str,
+    landing: Path,
+    lake: Lake,
+    *,
+    chunk_batches: int = 32,
+    ehr_through: str | None = None,
+    wait_for_ehr: bool = False,
+) -> list[BatchReport]:
     """Process every pending batch of a source. With `wait_for_ehr`, batches of a service date the EHR has
     not been ingested through yet wait for a later run (their sessions may not be known yet)."""
     source = SOURCES[source_name]
@@ -124,17 +150,19 @@ def ingest_file_source(source_name: str, landing: Path, lake: Lake, *, chunk_bat
     return reports
 
 
-def _ingest_chunk(source: FileSource, batches: list[LandedBatch], landing: Path, lake: Lake,
-                  refs: EhrReferences) -> list[BatchReport]:
-    frames, open_batches = [], []
+def _ingest_chunk(
+    source: FileSource, batches: list[LandedBatch], landing: Path, lake: Lake, refs: EhrReferences
+) -> list[BatchReport]:
+    frames, open_batches, reports = [], [], []
     for batch in batches:
-        report = BatchReport(source.name, batch.batch_id, "ingested", service_date=batch.service_date,
-                             clinic_id=batch.clinic_id)
+        report = BatchReport(
+            source.name, batch.batch_id, "ingested", service_date=batch.service_date, clinic_id=batch.clinic_id
+        )
         raw = land_raw(landing, lake, batch)
         if raw.duplicate_of:
             report.status, report.duplicate_of = "duplicate", raw.duplicate_of
             report.reason = f"same content as batch {raw.duplicate_of}: nothing to do"
-            finish_batch(lake, report, [], [])
+            reports.append(finish_batch(lake, report, [], []))
             continue
         data = b"".join(raw.files.values())
         problem = "; ".join(raw.problems) or file_problem(source, data, batch.declared_records)
@@ -148,19 +176,21 @@ def _ingest_chunk(source: FileSource, batches: list[LandedBatch], landing: Path,
             rule = "file_checksum_mismatch" if raw.problems else "file_unreadable"
             report.status, report.reason = "file_quarantined", problem
             report.rows_in = batch.declared_records or 1
-            finish_batch(lake, report, _whole_file_quarantine(batch, raw, rule, problem), [])
+            reports.append(finish_batch(lake, report, _whole_file_quarantine(batch, raw, rule, problem), []))
             continue
         report.rows_in, report.conversions = parsed.rows_in, parsed.conversions
         linked = source.link(pd.DataFrame(parsed.rows), refs) if parsed.rows else Linked(pd.DataFrame())
         frames.append(linked.rows.assign(clinic_id=batch.clinic_id) if not linked.rows.empty else linked.rows)
         open_batches.append((batch, raw, report, parsed.rejected + linked.rejected))
-    candidates = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(
-        not f.empty for f in frames) else pd.DataFrame(columns=["batch_id", "raw_record", source.key])
+    candidates = (
+        pd.concat([f for f in frames if not f.empty], ignore_index=True)
+        if any(not f.empty for f in frames)
+        else pd.DataFrame(columns=["batch_id", "raw_record", source.key])
+    )
     gate = validate_staged(source.table, source.name, candidates, lake.quality_dir)
     gate_rejected: dict[str, list[QuarantineRecord]] = {}
     for record in gate.rejected:
         gate_rejected.setdefault(record.batch_id, []).append(record)
-    reports = []
     for batch, raw, report, rejected in open_batches:
         staged = gate.staged[gate.staged["batch_id"] == batch.batch_id] if not gate.staged.empty else gate.staged
         report.rows_staged = len(staged)

@@ -86,8 +86,9 @@ def land_raw(landing: Path, lake: Lake, batch: LandedBatch) -> RawLanding:
         checksums[name] = sha
         result.files[entry["path"]] = data
         digest.update(sha.encode())
-    lake.write_json(raw_dir / "_checksums.json", {"batch_id": batch.batch_id, "sha256": checksums,
-                                                  "marker": batch.marker})
+    lake.write_json(
+        raw_dir / "_checksums.json", {"batch_id": batch.batch_id, "sha256": checksums, "marker": batch.marker}
+    )
     result.content_sha256 = digest.hexdigest()
     if not result.problems:
         first = lake.read_json(lake.content_file(result.content_sha256))

@@ -47,8 +47,9 @@ def count_quarantined(records: list[QuarantineRecord]) -> tuple[int, dict[str, i
     return sum(by_rule.values()), dict(sorted(by_rule.items()))
 
 
-def finish_batch(lake: Lake, report: BatchReport, quarantine: list[QuarantineRecord],
-                 staged_writes: list[tuple[Any, Any]]) -> BatchReport:
+def finish_batch(
+    lake: Lake, report: BatchReport, quarantine: list[QuarantineRecord], staged_writes: list[tuple[Any, Any]]
+) -> BatchReport:
     """Write staged parts, then quarantine, then reconciliation, then the ledger entry (the commit point)."""
     for target, frame in staged_writes:
         if frame is not None and not frame.empty:
@@ -64,8 +65,16 @@ def finish_batch(lake: Lake, report: BatchReport, quarantine: list[QuarantineRec
     lake.write_json(lake.reconciliation_file(report.source, report.batch_id), report.as_dict())
     lake.write_json(lake.ledger_file(report.source, report.batch_id), {"status": report.status})
     level = logging.INFO if report.reconciled and report.status != "gate_failed" else logging.ERROR
-    log.log(level, "batch %s (%s): %s, rows in %d = staged %d + quarantined %d%s%s", report.batch_id, report.source,
-            report.status, report.rows_in, report.rows_staged, report.rows_quarantined,
-            f"; quarantined by rule {report.quarantined_by_rule}" if report.quarantined_by_rule else "",
-            f"; unit conversions {report.conversions}" if report.conversions else "")
+    log.log(
+        level,
+        "batch %s (%s): %s, rows in %d = staged %d + quarantined %d%s%s",
+        report.batch_id,
+        report.source,
+        report.status,
+        report.rows_in,
+        report.rows_staged,
+        report.rows_quarantined,
+        f"; quarantined by rule {report.quarantined_by_rule}" if report.quarantined_by_rule else "",
+        f"; unit conversions {report.conversions}" if report.conversions else "",
+    )
     return report

@@ -20,23 +20,20 @@ def _quarantined_rows(lake: Lake, table: str) -> list[dict]:
 
 
 def load_references(lake: Lake) -> EhrReferences:
-    sessions = lake.read_parquets(lake.staged_table("infusion_sessions"))
-    if sessions.empty:
-        sessions = pd.DataFrame(columns=["session_id", "patient_id", "clinic_id", "started_at"])
-    sessions = sessions.assign(started_at=pd.to_datetime(sessions["started_at"], utc=True))
-    patients = lake.read_parquets(lake.staged_table("patients"))
-    patients = (patients[["patient_id", "clinic_id", "mrn"]] if not patients.empty
-                else pd.DataFrame(columns=["patient_id", "clinic_id", "mrn"])).assign(staged=True)
-    held = pd.DataFrame([{k: r[k] for k in ("patient_id", "clinic_id", "mrn")} for r in _quarantined_rows(lake, "patients")],
-                        columns=["patient_id", "clinic_id", "mrn"])
-    held = held[~held["patient_id"].isin(patients["patient_id"])].drop_duplicates("patient_id").assign(staged=False)
-    clinics = lake.read_parquets(lake.staged_table("clinics"))
-    if clinics.empty:
-        clinics = pd.DataFrame(columns=["clinic_id", "timezone"])
-    quarantined_sessions = {r["session_id"] for r in _quarantined_rows(lake, "infusion_sessions")}
-    return EhrReferences(
-        sessions=sessions[["session_id", "patient_id", "clinic_id", "started_at"]],
-        patients=pd.concat([patients, held], ignore_index=True) if not held.empty else patients,
-        clinics=clinics[["clinic_id", "timezone"]],
-        quarantined_sessions=frozenset(quarantined_sessions - set(sessions["session_id"])),
-    )
+    """Staged EHR rows plus the EHR rows held in quarantine (marked `staged = False`): both are rows the EHR
+    sent, so children pointing at them are linked; only ids the EHR never sent are unknown."""
+    columns = {
+        "infusion_sessions": ["session_id", "patient_id", "clinic_id", "started_at"],
+        "patients": ["patient_id", "clinic_id", "mrn"],
+        "clinics": ["clinic_id", "timezone"],
+    }
+    frames = {}
+    for table, cols in columns.items():
+        staged = lake.read_parquets(lake.staged_table(table))
+        staged = (staged[cols] if not staged.empty else pd.DataFrame(columns=cols)).assign(staged=True)
+        held = pd.DataFrame([{c: r.get(c) for c in cols} for r in _quarantined_rows(lake, table)], columns=cols)
+        held = held[~held[cols[0]].isin(staged[cols[0]])].drop_duplicates(cols[0]).assign(staged=False)
+        frames[table] = pd.concat([staged, held], ignore_index=True) if not held.empty else staged
+    sessions = frames["infusion_sessions"]
+    sessions["started_at"] = pd.to_datetime(sessions["started_at"], utc=True, format="mixed")
+    return EhrReferences(sessions=sessions, patients=frames["patients"], clinics=frames["clinics"])

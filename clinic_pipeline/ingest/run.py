@@ -53,8 +53,15 @@ def write_reconciliation(lake: Lake) -> Path:
     return Path(str(target))
 
 
-def run_pipeline(landing: Path, lake_root: Path | str, *, ehr_url: str | None = None,
-                 now: dt.datetime | None = None, chunk_batches: int = 32, data_docs: bool = True) -> RunSummary:
+def run_pipeline(
+    landing: Path,
+    lake_root: Path | str,
+    *,
+    ehr_url: str | None = None,
+    now: dt.datetime | None = None,
+    chunk_batches: int = 32,
+    data_docs: bool = True,
+) -> RunSummary:
     lake = Lake(lake_root)
     summary = RunSummary()
     report = ingest_ehr(ehr_url or default_ehr_url(landing), landing, lake, now=now or dt.datetime.now(dt.UTC))
@@ -89,5 +96,8 @@ def reconciliation_table(reports: list[BatchReport]) -> str:
 
 
 def summary_dict(summary: RunSummary) -> dict[str, Any]:
-    return {"batches": len(summary.reports), "unreconciled": [r.batch_id for r in summary.unreconciled],
-            "gate_failed": [r.batch_id for r in summary.gate_failures]}
+    return {
+        "batches": len(summary.reports),
+        "unreconciled": [r.batch_id for r in summary.unreconciled],
+        "gate_failed": [r.batch_id for r in summary.gate_failures],
+    }

@@ -90,11 +90,19 @@ def _in_set(column: str, values: list[Any], name: str, threshold: float, reason:
 
 
 SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
-    "clinics": ("clinic_id", [
-        _unique("clinic_id", "clinic_unique"),
-        _in_set("timezone", sorted(zoneinfo.available_timezones()), "timezone_iana", 0.0,
-                "REDCap times are local wall-clock times: converting them needs a valid IANA zone"),
-    ]),
+    "clinics": (
+        "clinic_id",
+        [
+            _unique("clinic_id", "clinic_unique"),
+            _in_set(
+                "timezone",
+                sorted(zoneinfo.available_timezones()),
+                "timezone_iana",
+                0.0,
+                "REDCap times are local wall-clock times: converting them needs a valid IANA zone",
+            ),
+        ],
+    ),
     "vital_signs": (
         "control_id",
         [

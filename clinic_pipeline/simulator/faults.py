@@ -93,8 +93,11 @@ class FaultSite:
     file: str | None
     log: FaultLog
 
-    def draw(self) -> str | None:
-        return choose_fault(self.rng, self.rate, self.weights)
+    def draw(self, not_applicable: tuple[str, ...] = ()) -> str | None:
+        """A fault kind for this unit; kinds that cannot apply to it (no temperature to convert...) are left out,
+        so every kind that is drawn is also injected and recorded."""
+        weights = {k: w for k, w in self.weights.items() if k not in not_applicable}
+        return choose_fault(self.rng, self.rate, weights)
 
     def record(self, kind: str, **location: Any) -> dict[str, Any]:
         return self.log.add(self.source, kind, self.batch_id, self.file, **location)
@@ -120,8 +123,10 @@ def inject_monitor_faults(site: FaultSite, messages: list[MonitorMessage]) -> tu
     latin1: set[str] = set()
     order = list(messages)
     duplicates: list[tuple[int, MonitorMessage]] = []
+    temperature_codes = ("150364", "8310-5")
     for position, msg in enumerate(messages):
-        kind = site.draw()
+        skip = () if _obx_fields(msg, temperature_codes) else ("wrong_unit_degf",)
+        kind = site.draw(skip + (("out_of_order",) if position + 1 == len(messages) else ()))
         if kind is None:
             continue
         where = {
@@ -149,8 +154,8 @@ def inject_monitor_faults(site: FaultSite, messages: list[MonitorMessage]) -> tu
                 fields[6] = f"{mdc}^{mnemonic}^MDC" if fields[6].endswith("^MDC") else f"{ucum}^{ucum}^UCUM"
                 msg.segments[i] = "|".join(fields)
             site.record(kind, unit="kPa", **where)
-        elif kind == "wrong_unit_degf" and _obx_fields(msg, ("150364", "8310-5")):
-            i = _obx_fields(msg, ("150364", "8310-5"))[0]
+        elif kind == "wrong_unit_degf":
+            i = _obx_fields(msg, temperature_codes)[0]
             fields = msg.segments[i].split("|")
             fields[5] = f"{float(fields[5]) * 9 / 5 + 32:.1f}"
             mdc, mnemonic, ucum = UNIT_CODES["degF"]
@@ -171,7 +176,7 @@ def inject_monitor_faults(site: FaultSite, messages: list[MonitorMessage]) -> tu
         elif kind == "duplicate_message":  # the gateway re-sends a message later in the same file
             duplicates.append((int(site.rng.integers(position, len(messages))) + 1, copy.deepcopy(msg)))
             site.record(kind, **where)
-        elif kind == "out_of_order" and position + 1 < len(messages):
+        elif kind == "out_of_order":
             j = order.index(msg)
             if j + 1 < len(order):
                 order[j], order[j + 1] = order[j + 1], order[j]
@@ -218,7 +223,7 @@ def inject_epro_fault(site: FaultSite, resource: dict[str, Any], line: int) -> b
         site.record(kind, field=missing, **where)
     elif kind == "unknown_patient":
         resource["subject"]["identifier"]["value"] = f"UNK{line:06d}"  # no real MRN starts with letters
-        site.record(kind, field="subject", **where)
+        site.record(kind, field="subject", value=f"UNK{line:06d}", **where)
     elif kind == "impossible_value":
         item = resource["item"][int(site.rng.integers(len(resource["item"])))]
         if "answer" not in item:
@@ -261,21 +266,20 @@ def inject_redcap_fault(site: FaultSite, row: dict[str, str], line: int) -> None
         site.record(kind, field=key, value=row[key], **where)
     elif kind == "unknown_session":
         row["session_id"] = f"{row['session_id'][:5]}P99{line:03d}-I001"
-        site.record(kind, field="session_id", **where)
+        site.record(kind, field="session_id", value=row["session_id"], **where)
 
 
 # --- EHR rows -----------------------------------------------------------------------------------------------------
 
 
 def inject_ehr_fault(site: FaultSite, table: str, row: dict[str, Any]) -> None:
-    kind = site.draw()
+    only = {"wrong_unit_lb": "patients", "unknown_reference": "adverse_events"}
+    kind = site.draw(tuple(k for k, t in only.items() if t != table))
     if kind is None:
         return
     key_column = {"patients": "patient_id", "infusion_sessions": "session_id", "adverse_events": "ae_id"}[table]
     where = {"table": table, "key": row[key_column]}
     if kind == "wrong_unit_lb":
-        if table != "patients":
-            return
         row["weight_value"], row["weight_unit"] = round(row["weight_value"] * 2.20462, 1), "lb"
         site.record(kind, column="weight_value", **where)
     elif kind == "impossible_value":
@@ -290,6 +294,6 @@ def inject_ehr_fault(site: FaultSite, table: str, row: dict[str, Any]) -> None:
         column = {"patients": "weight_value", "infusion_sessions": "started_at", "adverse_events": "term"}[table]
         row[column] = None
         site.record(kind, column=column, **where)
-    elif kind == "unknown_reference" and table == "adverse_events":
+    elif kind == "unknown_reference":
         row["session_id"] = row["session_id"][:5] + "P99999-I001"
         site.record(kind, column="session_id", **where)
