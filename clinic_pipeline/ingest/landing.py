@@ -103,3 +103,9 @@ def remember_content(lake: Lake, batch: LandedBatch, raw: RawLanding) -> None:
         target = lake.content_file(raw.content_sha256)
         if not target.exists():
             lake.write_json(target, {"batch_id": batch.batch_id, "source": batch.source})
+
+
+def ehr_ingested_through(landing: Path, lake: Lake) -> str | None:
+    """The latest service date whose EHR day marker has been read: file batches up to it find their sessions."""
+    read = [b.service_date for b in announced_batches(landing, "ehr") if lake.ledger_file("ehr", b.batch_id).exists()]
+    return max(read) if read else None

@@ -1,0 +1,56 @@
+"""The assets the DAGs are scheduled on and produce.
+
+Landing assets carry the watchers (file markers by default, Redis Streams in production); staged assets are
+the outlets downstream DAGs (FHIR, safety) are scheduled on.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import Asset, AssetAny, AssetOrTimeSchedule, AssetWatcher
+from airflow.timetables.trigger import CronTriggerTimetable
+
+from clinic_pipeline.orchestration import settings
+
+SOURCES = ("ehr", "monitor", "epro", "redcap")
+STAGED_TABLES = {
+    "ehr": ("patients", "infusion_sessions", "adverse_events", "concomitant_medications", "clinics"),
+    "monitor": ("vital_signs",),
+    "epro": ("questionnaire_responses",),
+    "redcap": ("clinician_ratings",),
+}
+
+
+def _watcher(source: str) -> AssetWatcher:
+    if settings.event_bus() == "redis":
+        from clinic_pipeline.triggers.redis_streams import RedisStreamEventTrigger
+
+        return AssetWatcher(name=f"{source}_batches_on_redis", trigger=RedisStreamEventTrigger(source=source))
+    from clinic_pipeline.triggers.landing_markers import LandingMarkerTrigger
+
+    directory = str(settings.landing_dir() / "_ready" / source)
+    return AssetWatcher(name=f"{source}_batch_markers", trigger=LandingMarkerTrigger(directory=directory))
+
+
+def landing_asset(source: str) -> Asset:
+    """Batches announced by a clinic system (the asset whose watcher wakes the ingest DAG)."""
+    return Asset(
+        name=f"landing_{source}",
+        uri=f"file://{settings.landing_dir() / '_ready' / source}",
+        group="landing",
+        watchers=[_watcher(source)],
+    )
+
+
+def staged_asset(table: str) -> Asset:
+    root = settings.lake_root().rstrip("/")
+    uri = f"{root}/staged/{table}" if "://" in root else f"file://{root}/staged/{table}"
+    return Asset(name=f"staged_{table}", uri=uri, group="staged")
+
+
+def ingest_schedule(*sources: str) -> AssetOrTimeSchedule:
+    """Events wake the DAG at once; the cron sweep guarantees nothing waits for a next event (events may be
+    coalesced or left pending by the scheduler, apache/airflow#56050)."""
+    return AssetOrTimeSchedule(
+        timetable=CronTriggerTimetable(settings.sweep_cron(), timezone="UTC"),
+        assets=AssetAny(*(landing_asset(s) for s in sources)),
+    )
