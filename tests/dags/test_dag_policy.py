@@ -1,0 +1,76 @@
+"""DAG policy (mozilla/telemetry-airflow style): every DAG is documented, owned, retried, event-driven."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.dags.conftest import REPO
+
+DAG_IDS = {"ingest_ehr", "ingest_monitor_vitals", "ingest_epro_questionnaires"}
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert DAG_IDS <= set(dagbag.dag_ids)
+
+
+@pytest.mark.parametrize("dag_id", sorted(DAG_IDS))
+def test_dag_policy(dagbag, dag_id):
+    dag = dagbag.get_dag(dag_id)
+    assert dag.doc_md and len(dag.doc_md) > 200
+    assert dag.tags and "ingest" in dag.tags
+    assert dag.max_active_runs == 1, "two concurrent runs would race for the same batches"
+    assert not dag.catchup
+    for task in dag.tasks:
+        assert task.owner == "data-engineering"
+        assert task.retries >= 1
+
+
+@pytest.mark.parametrize(("dag_id", "sources"), [("ingest_ehr", {"ehr"}), ("ingest_monitor_vitals", {"monitor"}),
+                                                 ("ingest_epro_questionnaires", {"epro", "redcap"})])
+def test_dags_are_scheduled_on_watched_landing_assets_and_a_sweep(dagbag, dag_id, sources):
+    from airflow.sdk import AssetOrTimeSchedule
+
+    from clinic_pipeline.triggers.landing_markers import LandingMarkerTrigger
+
+    dag = dagbag.get_dag(dag_id)
+    assert isinstance(dag.timetable, AssetOrTimeSchedule)
+    assets = list(dag.timetable.asset_condition.objects)
+    assert {a.name for a in assets} == {f"landing_{s}" for s in sources}
+    for asset in assets:
+        (watcher,) = asset.watchers
+        assert isinstance(watcher.trigger, LandingMarkerTrigger)
+        assert watcher.trigger.directory.endswith(f"_ready/{asset.name.removeprefix('landing_')}")
+    outlets = {o.name for t in dag.tasks for o in t.outlets}
+    assert outlets and all(name.startswith("staged_") for name in outlets)
+
+
+def test_production_event_bus_uses_redis_streams():
+    code = (
+        "from airflow.dag_processing.dagbag import DagBag\n"
+        "b = DagBag(dag_folder='dags')\n"
+        "assert b.import_errors == {}, b.import_errors\n"
+        "t = b.get_dag('ingest_monitor_vitals').timetable\n"
+        "(a,) = t.asset_condition.objects\n"
+        "print(type(a.watchers[0].trigger).__name__, a.watchers[0].trigger.shared_stream_key())\n"
+    )
+    env = {**os.environ, "CLINIC_EVENT_BUS": "redis"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert "RedisStreamEventTrigger ('redis-stream', 'clinic_events_redis', 'clinic-pipeline:batches'" in out.stdout
+
+
+def test_dag_files_do_not_import_heavy_modules_at_parse_time():
+    code = (
+        "import runpy, sys\n"
+        "for f in ('dags/ingest_ehr.py', 'dags/ingest_monitor_vitals.py', 'dags/ingest_epro_questionnaires.py'):\n"
+        "    runpy.run_path(f)\n"
+        "heavy = [m for m in ('pandas', 'great_expectations', 'fhir.resources', 'hl7') if m in sys.modules]\n"
+        "print(heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=os.environ.copy(), capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "[]"
