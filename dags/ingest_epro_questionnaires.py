@@ -5,6 +5,7 @@ Woken by an ePRO or REDCap batch marker (or a Redis Stream entry), and every few
 PHQ-9, GAD-7 and the C-SSRS screener arrive as FHIR R4 NDJSON (validated with fhir.resources), CADSS and
 MADRS as REDCap CSV (local times turned into UTC with the clinic's zone). Each form is scored; a partial
 form is staged without a total and a missing suicidality answer is marked for review, never read as "no".
+Batches wait until the EHR has been read through their day; new staged EHR sessions wake this DAG again.
 Produces `staged_questionnaire_responses` and `staged_clinician_ratings`.
 """
 
@@ -18,7 +19,7 @@ from clinic_pipeline.orchestration.assets import ingest_schedule, staged_asset
 
 @dag(
     dag_id="ingest_epro_questionnaires",
-    schedule=ingest_schedule("epro", "redcap"),
+    schedule=ingest_schedule("epro", "redcap", also_after=(staged_asset("infusion_sessions"),)),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

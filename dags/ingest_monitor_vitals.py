@@ -5,7 +5,8 @@ Woken by a monitor batch marker (or a Redis Stream entry), and every few minutes
 processes every announced batch not yet in the ledger: raw copy with checksum, per-message parsing
 (python-hl7), unit conversion (kPa, degF), reference checks against the staged EHR sessions, GX gates,
 staged Parquet per clinic and service date, quarantine with batch, row key (MSH-10), rule and reason.
-Batches of a day the EHR has not been read through yet wait for a later run. Produces `staged_vital_signs`.
+Batches of a day the EHR has not been read through yet wait; the EHR DAG staging new sessions wakes
+this DAG again (`staged_infusion_sessions` is in its schedule). Produces `staged_vital_signs`.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from clinic_pipeline.orchestration.assets import ingest_schedule, staged_asset
 
 @dag(
     dag_id="ingest_monitor_vitals",
-    schedule=ingest_schedule("monitor"),
+    schedule=ingest_schedule("monitor", also_after=(staged_asset("infusion_sessions"),)),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

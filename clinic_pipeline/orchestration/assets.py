@@ -47,10 +47,11 @@ def staged_asset(table: str) -> Asset:
     return Asset(name=f"staged_{table}", uri=uri, group="staged")
 
 
-def ingest_schedule(*sources: str) -> AssetOrTimeSchedule:
+def ingest_schedule(*sources: str, also_after: tuple[Asset, ...] = ()) -> AssetOrTimeSchedule:
     """Events wake the DAG at once; the cron sweep guarantees nothing waits for a next event (events may be
-    coalesced or left pending by the scheduler, apache/airflow#56050)."""
+    coalesced or left pending by the scheduler, apache/airflow#56050). `also_after`: upstream assets whose
+    update may unblock waiting batches (file batches wait until the EHR has been read through their day)."""
     return AssetOrTimeSchedule(
         timetable=CronTriggerTimetable(settings.sweep_cron(), timezone="UTC"),
-        assets=AssetAny(*(landing_asset(s) for s in sources)),
+        assets=AssetAny(*(landing_asset(s) for s in sources), *also_after),
     )

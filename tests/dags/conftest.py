@@ -29,8 +29,9 @@ os.environ.update(
 
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
-    subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True,
-                   env=os.environ.copy())
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, capture_output=True, env=os.environ.copy()
+    )
     return AIRFLOW_HOME
 
 

@@ -9,8 +9,8 @@ import uuid
 
 import pytest
 import redis
-
 from airflow.triggers.shared_stream import AdvanceItem, AdvanceOutcome
+
 from clinic_pipeline.triggers.landing_markers import LandingMarkerTrigger
 from clinic_pipeline.triggers.redis_streams import RedisStreamEventTrigger, RedisStreamProducer
 
@@ -72,8 +72,9 @@ def test_redis_producer_acks_only_after_persistence_and_rereads_pending_after_re
         events = producer.open_stream()
         seen = [await _next(events) for _ in ids]
         clean, failed = AdvanceOutcome(acked=1, failed=0), AdvanceOutcome(acked=0, failed=1)
-        await producer.advance([AdvanceItem(seen[0][1], clean), AdvanceItem(seen[1][1], clean),
-                                AdvanceItem(seen[2][1], failed)])
+        await producer.advance(
+            [AdvanceItem(seen[0][1], clean), AdvanceItem(seen[1][1], clean), AdvanceItem(seen[2][1], failed)]
+        )
         await events.aclose()
         await producer.aclose()
         return [payload for _, payload in seen]
