@@ -1,5 +1,6 @@
 """A real Airflow (scheduler, triggerer, dag-processor, api-server: `airflow standalone`) ingests a batch as
-soon as its marker lands. The cron sweep is set to 29 February (none between start_date and now), so only events start runs."""
+soon as its marker lands. The cron sweep is set to 29 February (none between start_date and now), so only
+events start runs."""
 
 from __future__ import annotations
 
