@@ -100,7 +100,7 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--landing", type=Path, required=True, help="landing zone directory")
     p.add_argument("--lake", type=str, required=True, help="lake root (folder or fsspec URL)")
     p.add_argument("--ehr-url", default=None, help="EHR SQLAlchemy URL (default: <landing>/ehr.sqlite)")
-    p.add_argument("--chunk-batches", type=int, default=32, help="batches validated together (bounds memory)")
+    p.add_argument("--chunk-batches", type=int, default=200, help="batches validated together (bounds memory)")
     p.set_defaults(handler=_run_run)
 
 

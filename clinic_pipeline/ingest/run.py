@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from clinic_pipeline.ingest.ehr_source import ingest_ehr
-from clinic_pipeline.ingest.file_sources import ingest_file_source
+from clinic_pipeline.ingest.file_sources import DEFAULT_CHUNK_BATCHES, ingest_file_source
 from clinic_pipeline.ingest.landing import FILE_SOURCES
 from clinic_pipeline.ingest.outcome import BatchReport
 from clinic_pipeline.lake import Lake
@@ -59,7 +59,7 @@ def run_pipeline(
     *,
     ehr_url: str | None = None,
     now: dt.datetime | None = None,
-    chunk_batches: int = 32,
+    chunk_batches: int = DEFAULT_CHUNK_BATCHES,
     data_docs: bool = True,
 ) -> RunSummary:
     lake = Lake(lake_root)

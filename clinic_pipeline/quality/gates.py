@@ -47,7 +47,7 @@ def build_data_docs(quality_dir: Path) -> Path:
 
 
 def _describe(item: dict[str, Any], key: str) -> str:
-    values = [f"{k}={v}" for k, v in item.items() if k != key]
+    values = [f"{k}={v}" for k, v in item.items() if k not in (key, "batch_id")]
     return ", ".join(values)
 
 
@@ -59,16 +59,18 @@ def validate_staged(table: str, source: str, frame: Any, quality_dir: Path) -> G
     checkpoint = _context(str(quality_dir)).checkpoints.get(f"{table}_checkpoint")
     result = checkpoint.run(batch_parameters={"dataframe": frame.drop(columns=["raw_record"])})
     (validation,) = result.run_results.values()
-    batch_of = dict(zip(frame[key], frame["batch_id"], strict=True))
     batch_size = frame.groupby("batch_id").size().to_dict()
-    critical: dict[str, tuple[str, str]] = {}
-    warnings: dict[str, list[str]] = defaultdict(list)
+    batches_of_key: dict[Any, list[str]] = defaultdict(list)  # some expectations report the key alone
+    for k, b in zip(frame[key], frame["batch_id"], strict=True):
+        batches_of_key[k].append(b)
+    # Rows are identified by (row key, batch): the same key may legitimately sit in two batches of a chunk.
+    critical: dict[tuple[str, str], tuple[str, str]] = {}
+    warnings: dict[tuple[str, str], list[str]] = defaultdict(list)
     failed: dict[str, str] = {}
     outcome = GateOutcome(staged=None)
     for check in validation.results:
         meta = check.expectation_config.meta
         unexpected = check.result.get("unexpected_index_list") or []
-        keys = [item[key] for item in unexpected]
         outcome.checks.append(
             {
                 "table": table,
@@ -77,7 +79,7 @@ def validate_staged(table: str, source: str, frame: Any, quality_dir: Path) -> G
                 "severity": meta["severity"],
                 "threshold_pct": meta["threshold_pct"],
                 "success": bool(check.success),
-                "failed_rows": len(keys),
+                "failed_rows": len(unexpected),
                 "exception": (check.exception_info or {}).get("exception_message"),
             }
         )
@@ -87,14 +89,24 @@ def validate_staged(table: str, source: str, frame: Any, quality_dir: Path) -> G
             reason = f"{meta['rule']} failed for the whole table: {outcome.checks[-1]['exception'] or 'no row keys'}"
             failed.update(dict.fromkeys(batch_size, reason))
             continue
+        rows = [
+            (item[key], batch)
+            for item in unexpected
+            for batch in ([item["batch_id"]] if "batch_id" in item else batches_of_key[item[key]])
+        ]
+        unexpected = [
+            item
+            for item in unexpected
+            for _ in ([item["batch_id"]] if "batch_id" in item else batches_of_key[item[key]])
+        ]
         if meta["severity"] == "warning":
-            for k in keys:
-                warnings[k].append(meta["rule"])
+            for row in rows:
+                warnings[row].append(meta["rule"])
             continue
         per_batch: dict[str, int] = defaultdict(int)
-        for item in unexpected:
-            critical.setdefault(item[key], (meta["rule"], f"{_describe(item, key)}: {meta['reason']}"))
-            per_batch[batch_of[item[key]]] += 1
+        for item, row in zip(unexpected, rows, strict=True):
+            critical.setdefault(row, (meta["rule"], f"{_describe(item, key)}: {meta['reason']}"))
+            per_batch[row[1]] += 1
         for batch_id, count in per_batch.items():
             pct = 100.0 * count / batch_size[batch_id]
             if pct > meta["threshold_pct"] and batch_id not in failed:
@@ -102,17 +114,18 @@ def validate_staged(table: str, source: str, frame: Any, quality_dir: Path) -> G
                     f"{pct:.1f}% of the batch's {table} rows break {meta['rule']} "
                     f"(threshold {meta['threshold_pct']}%): nothing from this batch is published"
                 )
-    raw = dict(zip(frame[key], frame["raw_record"], strict=True))
-    for k, batch_id in batch_of.items():
-        if batch_id in failed:
+    pairs = list(zip(frame[key], frame["batch_id"], strict=True))
+    for row, raw in zip(pairs, frame["raw_record"], strict=True):
+        if row[1] in failed:
             outcome.rejected.append(
-                QuarantineRecord(batch_id, source, str(k), "batch_gate_failed", "critical", failed[batch_id], raw[k])
+                QuarantineRecord(row[1], source, str(row[0]), "batch_gate_failed", "critical", failed[row[1]], raw)
             )
-        elif k in critical:
-            rule, reason = critical[k]
-            outcome.rejected.append(QuarantineRecord(batch_id, source, str(k), rule, "critical", reason, raw[k]))
-    keep = ~frame[key].isin(critical.keys()) & ~frame["batch_id"].isin(failed.keys())
+        elif row in critical:
+            rule, reason = critical[row]
+            outcome.rejected.append(QuarantineRecord(row[1], source, str(row[0]), rule, "critical", reason, raw))
+    keep = [row not in critical and row[1] not in failed for row in pairs]
     staged = frame[keep].drop(columns=["raw_record"])
-    outcome.staged = staged.assign(quality_flags=[",".join(warnings.get(k, [])) for k in staged[key]])
+    flags = [",".join(warnings.get(row, [])) for row in zip(staged[key], staged["batch_id"], strict=True)]
+    outcome.staged = staged.assign(quality_flags=flags)
     outcome.failed_batches = failed
     return outcome
