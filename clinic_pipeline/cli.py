@@ -100,14 +100,17 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--landing", type=Path, required=True, help="landing zone directory")
     p.add_argument("--lake", type=str, required=True, help="lake root (folder or fsspec URL)")
     p.add_argument("--ehr-url", default=None, help="EHR SQLAlchemy URL (default: <landing>/ehr.sqlite)")
-    p.add_argument("--chunk-batches", type=int, default=200, help="batches validated together (bounds memory)")
+    p.add_argument("--chunk-batches", type=int, default=300, help="batches validated together (bounds memory)")
+    p.add_argument("--workers", type=int, default=2, help="processes for the file sources (1 = sequential)")
     p.set_defaults(handler=_run_run)
 
 
 def _run_run(args: argparse.Namespace) -> int:
     from clinic_pipeline.ingest.run import reconciliation_table, run_pipeline
 
-    summary = run_pipeline(args.landing, args.lake, ehr_url=args.ehr_url, chunk_batches=args.chunk_batches)
+    summary = run_pipeline(
+        args.landing, args.lake, ehr_url=args.ehr_url, chunk_batches=args.chunk_batches, workers=args.workers
+    )
     print(reconciliation_table(summary.reports))
     print(f"reconciliation: {summary.reconciliation_path}")
     if summary.data_docs:

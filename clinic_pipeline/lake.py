@@ -56,7 +56,13 @@ class Lake:
         return json.loads(target.read_text(encoding="utf-8")) if target.exists() else default
 
     def write_parquet(self, target: UPath, frame: Any) -> None:
-        self._commit(target, lambda p: frame.to_parquet(str(p), index=False))
+        """Write a pandas DataFrame or a pyarrow Table (a slice of a chunk converted once is ~3 ms cheaper)."""
+        if hasattr(frame, "num_rows"):
+            import pyarrow.parquet as pq
+
+            self._commit(target, lambda p: pq.write_table(frame, str(p)))
+        else:
+            self._commit(target, lambda p: frame.to_parquet(str(p), index=False))
 
     def read_parquets(self, pattern_root: UPath) -> Any:
         """All parquet files under a folder as one DataFrame (empty when there are none)."""

@@ -29,6 +29,14 @@ class QuarantineRecord:
         return asdict(self)
 
 
+def quarantine_table(records: list[QuarantineRecord]) -> Any:
+    """Records as a pyarrow Table with the same schema as `quarantine_frame` (cheaper for small batches)."""
+    import pyarrow as pa
+
+    schema = pa.schema([(c, pa.int64() if c == "row_count" else pa.large_string()) for c in QUARANTINE_COLUMNS])
+    return pa.Table.from_pylist([r.as_dict() for r in records], schema=schema)
+
+
 def quarantine_frame(records: list[QuarantineRecord]) -> Any:
     """Records as a DataFrame with a stable schema (pandas imported here: callers may be light)."""
     import pandas as pd

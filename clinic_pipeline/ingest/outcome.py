@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from clinic_pipeline.lake import Lake
-from transforms.quarantine import QuarantineRecord, quarantine_frame
+from transforms.quarantine import QuarantineRecord, quarantine_table
 
 log = logging.getLogger("clinic_pipeline.ingest")
 
@@ -52,13 +52,14 @@ def finish_batch(
 ) -> BatchReport:
     """Write staged parts, then quarantine, then reconciliation, then the ledger entry (the commit point)."""
     for target, frame in staged_writes:
-        if frame is not None and not frame.empty:
+        rows = 0 if frame is None else (frame.num_rows if hasattr(frame, "num_rows") else len(frame))
+        if rows:
             lake.write_parquet(target, frame)
         elif target.exists():  # a rerun that now stages nothing must not leave the old part behind
             target.unlink()
     qfile = lake.quarantine_file(report.source, report.batch_id)
     if quarantine:
-        lake.write_parquet(qfile, quarantine_frame(quarantine))
+        lake.write_parquet(qfile, quarantine_table(quarantine))
     elif qfile.exists():
         qfile.unlink()
     report.rows_quarantined, report.quarantined_by_rule = count_quarantined(quarantine)
