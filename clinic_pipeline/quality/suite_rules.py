@@ -387,10 +387,10 @@ def build_context(project_root: Path = EXPECTATIONS_ROOT) -> None:
         validation = context.validation_definitions.add(
             gx.ValidationDefinition(name=f"{table}_validation", data=batch_definition, suite=suite)
         )
-        # COMPLETE results with the row key: the gate quarantines exactly the failing rows.
+        # COMPLETE results with the row key and batch: the gate quarantines exactly the failing rows.
         result_format = {
             "result_format": "COMPLETE",
-            "unexpected_index_column_names": [SUITES[table][0]],
+            "unexpected_index_column_names": [SUITES[table][0], "batch_id"],
             "partial_unexpected_count": 0,
         }
         context.checkpoints.add(
