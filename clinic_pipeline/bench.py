@@ -229,6 +229,7 @@ def bench_ingest(clinics: int, days: int, workdir: Path) -> dict[str, Any]:
         )
     )
     # RUSAGE_CHILDREN keeps the largest child seen so far: measure the smaller run in a fresh process tree.
+    landing, lake = str(third / "landing"), str(third / "lake")
     probe = subprocess.run(
         [
             sys.executable,
