@@ -118,6 +118,15 @@ def _set_field(segment: str, index: int, value: str) -> str:
     return "|".join(fields)
 
 
+def _restate_unit(obx: str, unit: str, convert: Any) -> str:
+    """The same observation in another unit, stated in OBX-6 in the message's own coding style."""
+    fields = obx.split("|")
+    fields[5] = f"{convert(float(fields[5])):.1f}"
+    mdc, mnemonic, ucum = UNIT_CODES[unit]
+    fields[6] = f"{mdc}^{mnemonic}^MDC" if fields[6].endswith("^MDC") else f"{ucum}^{ucum}^UCUM"
+    return "|".join(fields)
+
+
 def inject_monitor_faults(site: FaultSite, messages: list[MonitorMessage]) -> tuple[list[MonitorMessage], set[str]]:
     """Mutate messages in place; returns the final message order and the control ids to encode as Latin-1."""
     latin1: set[str] = set()
@@ -148,19 +157,11 @@ def inject_monitor_faults(site: FaultSite, messages: list[MonitorMessage]) -> tu
             site.record(kind, segment_index=i, field="OBX-5", **where)
         elif kind == "wrong_unit_kpa":  # a monitor configured for kPa (units are stated correctly)
             for i in _obx_fields(msg, ("150021", "150022", "150023", "8480-6", "8462-4", "8478-0")):
-                fields = msg.segments[i].split("|")
-                fields[5] = f"{int(fields[5]) * KPA_PER_MMHG:.1f}"
-                mdc, mnemonic, ucum = UNIT_CODES["kPa"]
-                fields[6] = f"{mdc}^{mnemonic}^MDC" if fields[6].endswith("^MDC") else f"{ucum}^{ucum}^UCUM"
-                msg.segments[i] = "|".join(fields)
+                msg.segments[i] = _restate_unit(msg.segments[i], "kPa", lambda mmhg: mmhg * KPA_PER_MMHG)
             site.record(kind, unit="kPa", **where)
         elif kind == "wrong_unit_degf":
             i = _obx_fields(msg, temperature_codes)[0]
-            fields = msg.segments[i].split("|")
-            fields[5] = f"{float(fields[5]) * 9 / 5 + 32:.1f}"
-            mdc, mnemonic, ucum = UNIT_CODES["degF"]
-            fields[6] = f"{mdc}^{mnemonic}^MDC" if fields[6].endswith("^MDC") else f"{ucum}^{ucum}^UCUM"
-            msg.segments[i] = "|".join(fields)
+            msg.segments[i] = _restate_unit(msg.segments[i], "degF", lambda celsius: celsius * 9 / 5 + 32)
             site.record(kind, unit="degF", **where)
         elif kind == "impossible_value":
             vital, value = [("sbp", "400"), ("spo2", "130"), ("hr", "0"), ("dbp", "-12")][int(site.rng.integers(4))]
