@@ -12,7 +12,6 @@ import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from clinic_pipeline.ingest.ehr_source import ingest_ehr
 from clinic_pipeline.ingest.file_sources import DEFAULT_CHUNK_BATCHES, ingest_file_source
@@ -115,11 +114,3 @@ def reconciliation_table(reports: list[BatchReport]) -> str:
             note = "NOT RECONCILED" if not r.reconciled else r.status
             lines.append(f"  {r.batch_id}: {note}: {r.reason or ''}")
     return "\n".join(lines)
-
-
-def summary_dict(summary: RunSummary) -> dict[str, Any]:
-    return {
-        "batches": len(summary.reports),
-        "unreconciled": [r.batch_id for r in summary.unreconciled],
-        "gate_failed": [r.batch_id for r in summary.gate_failures],
-    }

@@ -60,6 +60,12 @@ def _between(
     )
 
 
+def _instrument_is(instrument: str) -> dict[str, Any]:
+    """Row condition: only the rows of one instrument, as GX's serialised Condition (string conditions with a
+    `condition_parser` are deprecated in GX 1.9 and go away in 2.0)."""
+    return {"type": "comparison", "column": {"name": "instrument"}, "operator": "==", "parameter": instrument}
+
+
 def _not_null(column: str, name: str, threshold: float, reason: str) -> dict[str, Any]:
     return rule("ExpectColumnValuesToNotBeNull", name, "completeness", "critical", threshold, reason, column=column)
 
@@ -98,7 +104,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "timezone",
                 sorted(zoneinfo.available_timezones()),
                 "timezone_iana",
-                0.0,
+                5.0,
                 "REDCap times are local wall-clock times: converting them needs a valid IANA zone",
             ),
         ],
@@ -166,9 +172,8 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "phq9_total_range",
                 "critical",
                 0.0,
-                "PHQ-9 total is 0-27 (9 items x 0-3)",
-                row_condition='instrument=="phq9"',
-                condition_parser="pandas",
+                "PHQ-9 total is 0-27 (9 items x 0-3); outside it, our scoring is wrong: stop",
+                row_condition=_instrument_is("phq9"),
             ),
             _between(
                 "total_score",
@@ -178,8 +183,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "critical",
                 0.0,
                 "GAD-7 total is 0-21 (7 items x 0-3)",
-                row_condition='instrument=="gad7"',
-                condition_parser="pandas",
+                row_condition=_instrument_is("gad7"),
             ),
             _between("item9_score", 0, 3, "phq9_item9_range", "critical", 5.0, "PHQ-9 item 9 is scored 0-3"),
         ],
@@ -198,8 +202,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "critical",
                 0.0,
                 "CADSS total is 0-92 (23 items x 0-4)",
-                row_condition='instrument=="cadss"',
-                condition_parser="pandas",
+                row_condition=_instrument_is("cadss"),
             ),
             _between(
                 "total_score",
@@ -209,8 +212,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "critical",
                 0.0,
                 "MADRS total is 0-60 (10 items x 0-6)",
-                row_condition='instrument=="madrs"',
-                condition_parser="pandas",
+                row_condition=_instrument_is("madrs"),
             ),
             _between(
                 "minutes_from_start",
@@ -264,7 +266,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "protocol",
                 ["iv_depression", "iv_ptsd", "iv_pain", "esketamine"],
                 "protocol_known",
-                0.0,
+                5.0,
                 "dashboards group by protocol",
             ),
             _in_set("route", ["IV", "NASAL", "IM"], "route_known", 5.0, "route maps to a SNOMED route code"),
@@ -296,21 +298,21 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                 "relatedness",
                 ["related", "possibly_related", "unlikely_related", "not_related"],
                 "relatedness_coded",
-                0.0,
+                5.0,
                 "dashboards filter on relatedness",
             ),
             _in_set(
                 "action_taken",
                 ["none", "paused", "stopped", "medication_given", "ed_transfer"],
                 "action_coded",
-                0.0,
+                5.0,
                 "dashboards filter on the action taken",
             ),
             _in_set(
                 "outcome",
                 ["recovered", "recovering", "not_recovered", "recovered_with_sequelae", "fatal"],
                 "outcome_coded",
-                0.0,
+                5.0,
                 "outcome follows the ICH E2B value list",
             ),
         ],
@@ -332,7 +334,7 @@ SUITES: dict[str, tuple[str, list[dict[str, Any]]]] = {
                     "other",
                 ],
                 "drug_class_known",
-                0.0,
+                5.0,
                 "risk strata use the drug class",
             ),
         ],

@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -400,7 +400,3 @@ class NetworkSimulator:
 
 def simulate(options: SimulationOptions) -> SimulationSummary:
     return NetworkSimulator(options).run()
-
-
-def options_dict(options: SimulationOptions) -> dict[str, Any]:
-    return {k: str(v) if isinstance(v, Path) else v for k, v in asdict(options).items()}
