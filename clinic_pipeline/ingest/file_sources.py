@@ -159,23 +159,45 @@ def ingest_file_source(
 def _ingest_chunk(
     source: FileSource, batches: list[LandedBatch], landing: Path, lake: Lake, refs: EhrReferences
 ) -> list[BatchReport]:
+    reports, open_batches, rows = _read_chunk(source, batches, landing, lake, refs)
+    # One reference join and one GX validation for the whole chunk: per-batch calls cost ~40 ms and ~0.7 s.
+    linked = source.link(pd.DataFrame(rows), refs) if rows else Linked(pd.DataFrame())
+    if not linked.rows.empty:
+        linked.rows["clinic_id"] = linked.rows["batch_id"].map({b.batch_id: b.clinic_id for b, *_ in open_batches})
+    candidates = linked.rows if not linked.rows.empty else pd.DataFrame(columns=["batch_id", "raw_record", source.key])
+    gate = validate_staged(source.table, source.name, candidates, lake.quality_dir)
+    held: dict[str, list[QuarantineRecord]] = {}
+    for record in [*linked.rejected, *gate.rejected]:
+        held.setdefault(record.batch_id, []).append(record)
+    table, slices = _batch_slices(gate.staged)
+    for batch, raw, report, rejected in open_batches:
+        start, length = slices.get(batch.batch_id, (0, 0))
+        report.rows_staged = length
+        if batch.batch_id in gate.failed_batches:
+            report.status, report.reason = "gate_failed", gate.failed_batches[batch.batch_id]
+        target = lake.staged_file(source.table, batch.clinic_id or "none", batch.service_date, batch.batch_id)
+        staged = table.slice(start, length) if length else None
+        reports.append(finish_batch(lake, report, rejected + held.get(batch.batch_id, []), [(target, staged)]))
+        remember_content(lake, batch, raw)
+    return reports
+
+
+def _read_chunk(
+    source: FileSource, batches: list[LandedBatch], landing: Path, lake: Lake, refs: EhrReferences
+) -> tuple[list[BatchReport], list[tuple], list[dict[str, Any]]]:
+    """Land and parse each batch. Duplicates and unreadable files are finished here; the rest stay open."""
+    reports: list[BatchReport] = []
+    open_batches: list[tuple] = []
     rows: list[dict[str, Any]] = []
-    open_batches, reports = [], []
     for batch in batches:
         report = BatchReport(
             source.name, batch.batch_id, "ingested", service_date=batch.service_date, clinic_id=batch.clinic_id
         )
         raw = land_raw(landing, lake, batch)
-        if not raw.duplicate_of:
-            duplicate = next(
-                (
-                    b.batch_id
-                    for b, r, *_ in open_batches
-                    if r.content_sha256 == raw.content_sha256 and not r.problems and not raw.problems
-                ),
-                None,
+        if not raw.duplicate_of and not raw.problems:  # a re-delivery inside the same chunk
+            raw.duplicate_of = next(
+                (b.batch_id for b, r, *_ in open_batches if r.content_sha256 == raw.content_sha256), None
             )
-            raw.duplicate_of = duplicate  # a re-delivery inside the same chunk
         if raw.duplicate_of:
             report.status, report.duplicate_of = "duplicate", raw.duplicate_of
             report.reason = f"same content as batch {raw.duplicate_of}: nothing to do"
@@ -198,36 +220,18 @@ def _ingest_chunk(
         report.rows_in, report.conversions = parsed.rows_in, parsed.conversions
         rows.extend(parsed.rows)
         open_batches.append((batch, raw, report, parsed.rejected))
-    # One reference join and one GX validation for the whole chunk: per-batch calls cost ~40 ms and ~0.7 s.
-    linked = source.link(pd.DataFrame(rows), refs) if rows else Linked(pd.DataFrame())
-    if not linked.rows.empty:
-        linked.rows["clinic_id"] = linked.rows["batch_id"].map({b.batch_id: b.clinic_id for b, *_ in open_batches})
-    candidates = linked.rows if not linked.rows.empty else pd.DataFrame(columns=["batch_id", "raw_record", source.key])
-    gate = validate_staged(source.table, source.name, candidates, lake.quality_dir)
-    link_rejected: dict[str, list[QuarantineRecord]] = {}
-    for record in linked.rejected:
-        link_rejected.setdefault(record.batch_id, []).append(record)
-    gate_rejected: dict[str, list[QuarantineRecord]] = {}
-    for record in gate.rejected:
-        gate_rejected.setdefault(record.batch_id, []).append(record)
-    # Convert the chunk to Arrow once and write each batch's contiguous slice (sorted by batch).
-    staged_all = gate.staged.sort_values("batch_id", kind="stable") if not gate.staged.empty else gate.staged
-    table = pa.Table.from_pandas(staged_all, preserve_index=False) if not staged_all.empty else None
-    offsets: dict[str, tuple[int, int]] = {}
-    if table is not None:
-        counts = staged_all["batch_id"].value_counts(sort=False).to_dict()
-        start = 0
-        for batch_id in dict.fromkeys(staged_all["batch_id"]):
-            offsets[batch_id] = (start, counts[batch_id])
-            start += counts[batch_id]
-    for batch, raw, report, rejected in open_batches:
-        start, length = offsets.get(batch.batch_id, (0, 0))
-        staged = table.slice(start, length) if table is not None and length else None
-        report.rows_staged = length
-        if batch.batch_id in gate.failed_batches:
-            report.status, report.reason = "gate_failed", gate.failed_batches[batch.batch_id]
-        target = lake.staged_file(source.table, batch.clinic_id or "none", batch.service_date, batch.batch_id)
-        held = rejected + link_rejected.get(batch.batch_id, []) + gate_rejected.get(batch.batch_id, [])
-        reports.append(finish_batch(lake, report, held, [(target, staged)]))
-        remember_content(lake, batch, raw)
-    return reports
+    return reports, open_batches, rows
+
+
+def _batch_slices(staged: pd.DataFrame) -> tuple[Any, dict[str, tuple[int, int]]]:
+    """The chunk as one Arrow table sorted by batch, and each batch's (offset, length) in it: converting once
+    and writing slices saves ~3 ms a batch over converting every batch's DataFrame."""
+    if staged.empty:
+        return None, {}
+    ordered = staged.sort_values("batch_id", kind="stable")
+    counts = ordered["batch_id"].value_counts(sort=False).to_dict()
+    slices, start = {}, 0
+    for batch_id in dict.fromkeys(ordered["batch_id"]):
+        slices[batch_id] = (start, counts[batch_id])
+        start += counts[batch_id]
+    return pa.Table.from_pandas(ordered, preserve_index=False), slices
