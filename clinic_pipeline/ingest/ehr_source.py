@@ -45,7 +45,19 @@ def read_changes(engine: sa.Engine, table: str, since: dt.datetime | None) -> pd
     return pd.concat(chunks, ignore_index=True) if chunks else pd.DataFrame(columns=ehr_staging.EHR_COLUMNS[table])
 
 
-def _already_read(lake: Lake, table: str, rows: pd.DataFrame, seen: pd.DataFrame) -> pd.Series:
+def _seen_versions(lake: Lake, table: str, held_frame: pd.DataFrame) -> pd.DataFrame:
+    """(key, updated_at) of every version of a table already read: staged or held in quarantine."""
+    key = ehr_staging.KEYS[table]
+    existing = lake.read_parquets(lake.staged_table(table))
+    seen = existing[[key, "updated_at"]] if not existing.empty else pd.DataFrame(columns=[key, "updated_at"])
+    if held_frame.empty:
+        return seen
+    held_rows = held_frame[held_frame["row_key"].str.startswith(f"{table}:")]
+    versions = pd.DataFrame([json.loads(raw) for raw in held_rows["raw_record"]], columns=[key, "updated_at"])
+    return pd.concat([seen, versions[[key, "updated_at"]]], ignore_index=True)
+
+
+def _already_read(table: str, rows: pd.DataFrame, seen: pd.DataFrame) -> pd.Series:
     """Rows of the overlap window whose exact version (key, updated_at) was read before."""
     if seen.empty or rows.empty:
         return pd.Series(False, index=rows.index)
@@ -64,19 +76,12 @@ def ingest_ehr(ehr_url: str, landing: Path, lake: Lake, *, now: dt.datetime) -> 
     report = BatchReport("ehr", batch_id, "ingested")
     quarantine: list[QuarantineRecord] = []
     new_marks = dict(marks)
-    held = held_keys(lake)
+    held_frame = lake.read_parquets(lake.path("quarantine", "ehr"))  # read once: every table needs it
+    held = held_keys(held_frame)
     for table in TABLE_ORDER:
         since = dt.datetime.fromisoformat(marks[table]) if table in marks else None
         rows = read_changes(engine, table, since)
-        key = ehr_staging.KEYS[table]
-        existing = lake.read_parquets(lake.staged_table(table))
-        held_rows = lake.read_parquets(lake.path("quarantine", "ehr"))
-        seen_versions = existing[[key, "updated_at"]] if not existing.empty else pd.DataFrame()
-        if not held_rows.empty:
-            held_rows = held_rows[held_rows["row_key"].str.startswith(f"{table}:")]
-            versions = pd.DataFrame([json.loads(raw) for raw in held_rows["raw_record"]], columns=[key, "updated_at"])
-            seen_versions = pd.concat([seen_versions, versions[[key, "updated_at"]]], ignore_index=True)
-        rows = rows[~_already_read(lake, table, rows, seen_versions)]
+        rows = rows[~_already_read(table, rows, _seen_versions(lake, table, held_frame))]
         if rows.empty:
             continue
         report.rows_in += len(rows)
@@ -127,10 +132,9 @@ def _stage_table(
     return ehr_staging.stage_by_reference(table, rows, batch_id, column, known)
 
 
-def held_keys(lake: Lake) -> dict[str, set[str]]:
+def held_keys(frame: pd.DataFrame) -> dict[str, set[str]]:
     """Keys of EHR rows in quarantine, per table (row keys are '<table>:<key>')."""
     held: dict[str, set[str]] = {}
-    frame = lake.read_parquets(lake.path("quarantine", "ehr"))
     for row_key in frame["row_key"] if not frame.empty else []:
         table, _, key = row_key.partition(":")
         held.setdefault(table, set()).add(key)

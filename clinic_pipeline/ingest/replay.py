@@ -95,7 +95,7 @@ def _replay_ehr_rows(lake: Lake, batch_id: str, records: pd.DataFrame) -> tuple[
     from clinic_pipeline.ingest.ehr_source import _stage_table, _upserts, held_keys
 
     staged_count, rejected = 0, []
-    held = held_keys(lake)
+    held = held_keys(lake.read_parquets(lake.path("quarantine", "ehr")))
     for table, group in records.groupby(records["row_key"].str.partition(":")[0]):
         rows = pd.DataFrame([json.loads(r) for r in group["raw_record"]])
         key = ehr_staging.KEYS[table]
