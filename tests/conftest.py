@@ -8,7 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
+from clinic_pipeline.simulator.config import DEFAULT_CONFIG
 from clinic_pipeline.simulator.runner import SimulationOptions, simulate
 
 
@@ -31,6 +33,15 @@ class GeneratedNetwork:
     @property
     def ehr_path(self) -> Path:
         return self.landing / "ehr.sqlite"
+
+
+def config_with_batch_faults(root: Path, weight: float) -> Path:
+    """The default network config with file-level faults made frequent enough to show up in a small network."""
+    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
+    config["faults"]["batch"] = dict.fromkeys(("truncated_file", "duplicate_batch", "undecodable_file"), weight)
+    path = root / "network.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
 
 
 def generate(root: Path, **kw: Any) -> GeneratedNetwork:

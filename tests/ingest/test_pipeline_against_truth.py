@@ -15,12 +15,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
 from clinic_pipeline.ingest.run import run_pipeline
 from clinic_pipeline.lake import Lake
-from clinic_pipeline.simulator.config import DEFAULT_CONFIG
-from tests.conftest import GeneratedNetwork, generate
+from tests.conftest import GeneratedNetwork, config_with_batch_faults, generate
 
 EXPECTED_RULES = {
     "monitor.malformed_segment": {"hl7_malformed_segment"},
@@ -56,10 +54,7 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory) -> Run:
     root = tmp_path_factory.mktemp("ingest")
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["faults"]["batch"] = {"truncated_file": 0.12, "duplicate_batch": 0.12, "undecodable_file": 0.12}
-    (root / "network.yaml").write_text(yaml.safe_dump(config))
-    network = generate(root, clinics=4, days=5, seed=12, faults=0.04, config_path=root / "network.yaml")
+    network = generate(root, clinics=4, days=5, seed=12, faults=0.04, config_path=config_with_batch_faults(root, 0.12))
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     logging.getLogger().addHandler(handler)

@@ -8,11 +8,9 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-import yaml
 
-from clinic_pipeline.simulator.config import DEFAULT_CONFIG
 from clinic_pipeline.simulator.faults import EXPECTED_OUTCOME
-from tests.conftest import GeneratedNetwork, generate
+from tests.conftest import GeneratedNetwork, config_with_batch_faults, generate
 from tests.simulator.landing_reader import split_hl7_batch
 
 
@@ -20,10 +18,7 @@ from tests.simulator.landing_reader import split_hl7_batch
 def network(tmp_path_factory) -> GeneratedNetwork:
     """A fault rate high enough, and batch-level faults frequent enough, that every kind occurs."""
     root = tmp_path_factory.mktemp("faults")
-    config = yaml.safe_load(DEFAULT_CONFIG.read_text())
-    config["faults"]["batch"] = {"truncated_file": 0.3, "duplicate_batch": 0.3, "undecodable_file": 0.3}
-    (root / "network.yaml").write_text(yaml.safe_dump(config))
-    return generate(root, clinics=4, days=6, seed=5, faults=0.25, config_path=root / "network.yaml")
+    return generate(root, clinics=4, days=6, seed=5, faults=0.25, config_path=config_with_batch_faults(root, 0.3))
 
 
 @pytest.fixture(scope="module")
