@@ -101,8 +101,9 @@ def ingest_ehr(ehr_url: str, landing: Path, lake: Lake, *, now: dt.datetime) -> 
             report.status, report.reason = "gate_failed", next(iter(gate.failed_batches.values()))
             continue
         report.rows_staged += len(gate.staged)
-        # Written now, not at the end: the next table's reference checks read this one from the lake.
-        for target, frame in _upserts(lake, table, gate.staged.drop(columns=["batch_id"])):
+        # Written now, not at the end: the next table's reference checks read this one from the lake. Each row
+        # keeps the batch (EHR read) that staged its current version: FHIR Provenance points to it.
+        for target, frame in _upserts(lake, table, gate.staged):
             lake.write_parquet(target, frame)
     if report.rows_in == 0 and not markers:
         return None

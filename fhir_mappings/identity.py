@@ -1,0 +1,69 @@
+"""Business identifiers and deterministic ids.
+
+Every resource carries a business identifier (system + value from the clinic systems' own keys) and an id that
+is uuid5 of its type and identifier: the same source row gives the same id in every run, on every machine, so
+reruns write identical bytes and a FHIR server sees updates, not new resources.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from fhir_mappings.terminology import NETWORK
+
+# Fixed for the life of the network: changing it would re-identify every resource ever delivered.
+ID_NAMESPACE = uuid.UUID("6f1c6c1e-0d3b-5a4e-9b1e-5c0a7e9d2b41")
+
+CLINIC = f"{NETWORK}:clinic"
+PATIENT = f"{NETWORK}:patient"
+SESSION = f"{NETWORK}:session"
+MEDICATION_ADMINISTRATION = f"{NETWORK}:medication-administration"
+VITAL_SIGN = f"{NETWORK}:vital-sign"
+DOSING_WEIGHT = f"{NETWORK}:dosing-weight"
+EPRO_RESPONSE = f"{NETWORK}:epro-app:response"  # the patient app's own QuestionnaireResponse identifier
+CLINICIAN_RATING = f"{NETWORK}:redcap-rating"
+INSTRUMENT_SCORE = f"{NETWORK}:instrument-score"
+ADVERSE_EVENT = f"{NETWORK}:adverse-event"
+DETECTED_EVENT = f"{NETWORK}:detected-adverse-event"
+PROVENANCE = f"{NETWORK}:provenance"
+BATCH = f"{NETWORK}:batch"
+
+
+def mrn_system(clinic_id: str) -> str:
+    """The clinic's own MRN system, as the EHR and the patient app already use it."""
+    return f"{NETWORK}:{clinic_id}:mrn"
+
+
+def resource_id(resource_type: str, system: str, value: str) -> str:
+    return str(uuid.uuid5(ID_NAMESPACE, f"{resource_type}|{system}|{value}"))
+
+
+def identifier(system: str, value: str) -> dict[str, str]:
+    return {"system": system, "value": value}
+
+
+def reference(resource_type: str, rid: str) -> dict[str, str]:
+    return {"reference": f"{resource_type}/{rid}"}
+
+
+# The ids other resources point to, from the source keys alone (a reference never needs the target built first).
+
+
+def organization_id(clinic_id: str) -> str:
+    return resource_id("Organization", CLINIC, clinic_id)
+
+
+def patient_id(patient_key: str) -> str:
+    return resource_id("Patient", PATIENT, patient_key)
+
+
+def encounter_id(session_id: str) -> str:
+    return resource_id("Encounter", SESSION, session_id)
+
+
+def medication_administration_id(session_id: str) -> str:
+    return resource_id("MedicationAdministration", MEDICATION_ADMINISTRATION, session_id)
+
+
+def observation_id(system: str, key: str) -> str:
+    return resource_id("Observation", system, key)

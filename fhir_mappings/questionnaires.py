@@ -1,0 +1,179 @@
+"""Questionnaires -> a QuestionnaireResponse per completed (or partial) form, plus a scored Observation.
+
+Patient-app forms (PHQ-9, GAD-7, C-SSRS screener) and clinician ratings from REDCap (CADSS, MADRS) map the
+same way. The scored Observation (category `survey`, `derivedFrom` the response) exists only where the ingest
+computed a score: a partial form gets no total, never a silently wrong one. Unanswered items are left out of
+the response (the C-SSRS skip logic, or a form abandoned part-way), so the answers that were given survive.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pandas as pd
+
+from fhir_mappings import identity as ids
+from fhir_mappings.mapped import Mapped, RowCheck, missing, not_in, split_rows, unresolved, utc_text
+from fhir_mappings.terminology import LOCAL_CODES, OBSERVATION_CATEGORY, answer_codings, instrument_items, instruments
+
+SURVEY = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}], "text": "Survey"}]
+RESPONSE_STATUSES = ("in-progress", "completed", "amended", "entered-in-error", "stopped")
+CSSRS_RISKS = {"none": "No risk identified", "low": "Low risk", "moderate": "Moderate risk", "high": "High risk"}
+
+
+def response_id(system: str, key: str) -> str:
+    return ids.resource_id("QuestionnaireResponse", system, key)
+
+
+def _answer(kind: str, value: Any) -> dict | None:
+    if kind == "integer":
+        return {"valueInteger": int(value)} if isinstance(value, int) and not isinstance(value, bool) else None
+    coding = answer_codings().get((kind, str(value).lower() if isinstance(value, bool) else str(value)))
+    return {"valueCoding": coding} if coding is not None else None
+
+
+def _items(instrument: str, answers: dict[str, Any]) -> list[dict] | None:
+    """The answered items in form order, or None when an answer is outside the instrument's answer list."""
+    kind = instruments()[instrument].answer_kind
+    items = []
+    for link_id, text in instrument_items()[instrument]:
+        value = answers.get(link_id)
+        if value is None:
+            continue
+        answer = _answer(kind, value)
+        if answer is None:
+            return None
+        items.append({"linkId": link_id, "text": text, "answer": [answer]})
+    return items
+
+
+def _by_link_id(instrument: str, payload: str) -> dict[str, Any]:
+    """Answers keyed by linkId: the app sends a map, REDCap an array in form order."""
+    answers = json.loads(payload)
+    if isinstance(answers, list):
+        links = [link for link, _ in instrument_items().get(instrument, [])]
+        return dict(zip(links, answers, strict=False))
+    return answers
+
+
+def build_questionnaires(
+    forms: pd.DataFrame,
+    *,
+    source_table: str,
+    identifier_system: str,
+    key_column: str,
+    when_column: str,
+    status: pd.Series,
+    session_keys: set[str],
+    patient_keys: set[str],
+) -> tuple[Mapped, Mapped]:
+    """(QuestionnaireResponses, scored Observations) of one staged questionnaire table."""
+    answers_column = "answers_json" if "answers_json" in forms else "items_json"
+    forms = forms.assign(_status=status)
+    parsed = [
+        _items(ins, _by_link_id(ins, payload)) if ins in instruments() else None
+        for ins, payload in zip(forms["instrument"].tolist(), forms[answers_column].tolist(), strict=True)
+    ]
+    items = pd.Series(parsed, index=forms.index, dtype=object)
+    good, rejected = split_rows(
+        forms,
+        [
+            missing(forms, key_column),
+            missing(forms, when_column),
+            not_in(forms, "instrument", instruments()),
+            not_in(forms, "_status", RESPONSE_STATUSES),
+            RowCheck("answer_value_set", "an answer is outside the instrument's answer list", items.isna()),
+            unresolved(forms, "patient_id", patient_keys, "patient"),
+            unresolved(forms, "session_id", session_keys, "infusion session"),
+        ],
+        resource_type="QuestionnaireResponse",
+        source_table=source_table,
+        key=forms[key_column],
+        batch=forms["batch_id"],
+    )
+    responses = Mapped("QuestionnaireResponse", rejections=rejected)
+    authored = utc_text(good[when_column])
+    for key, instrument, form_status, session, patient, when, answered, batch in zip(
+        good[key_column].tolist(),
+        good["instrument"].tolist(),
+        good["_status"].tolist(),
+        good["session_id"].tolist(),
+        good["patient_id"].tolist(),
+        authored,
+        items[good.index].tolist(),
+        good["batch_id"].tolist(),
+        strict=True,
+    ):
+        resource = {
+            "resourceType": "QuestionnaireResponse",
+            "id": response_id(identifier_system, key),
+            "identifier": ids.identifier(identifier_system, key),
+            "questionnaire": instruments()[instrument].questionnaire,
+            "status": form_status,
+            "subject": ids.reference("Patient", ids.patient_id(patient)),
+            "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+            "authored": when,
+        }
+        if answered:
+            resource["item"] = answered
+        responses.resources.append(resource)
+        responses.shapes.append(("QuestionnaireResponse", instrument, bool(answered)))
+        responses.patient_ids.append(patient)
+        responses.batch_ids.append(batch)
+        responses.source_times.append(when)
+    return responses, _scores(good.assign(_authored=authored), identifier_system, key_column)
+
+
+def _scores(forms: pd.DataFrame, response_system: str, key_column: str) -> Mapped:
+    """Scored Observations: totals (PHQ-9, GAD-7, CADSS, MADRS) and the C-SSRS screener's risk level."""
+    total = forms["total_score"].notna()
+    risk = forms["cssrs_risk"].isin(list(CSSRS_RISKS)) if "cssrs_risk" in forms else pd.Series(False, forms.index)
+    scored = forms[(total & forms["instrument"].ne("cssrs")) | (risk & forms["instrument"].eq("cssrs"))]
+    bands = scored["score_band"] if "score_band" in scored else pd.Series(pd.NA, index=scored.index)
+    risks = scored["cssrs_risk"] if "cssrs_risk" in scored else pd.Series(pd.NA, index=scored.index)
+    out = Mapped("Observation")
+    for key, instrument, session, patient, when, value, band, level, batch in zip(
+        scored[key_column].tolist(),
+        scored["instrument"].tolist(),
+        scored["session_id"].tolist(),
+        scored["patient_id"].tolist(),
+        scored["_authored"].tolist(),
+        scored["total_score"].tolist(),
+        bands.astype("string").fillna("").tolist(),
+        risks.astype("string").fillna("").tolist(),
+        scored["batch_id"].tolist(),
+        strict=True,
+    ):
+        spec = instruments()[instrument]
+        score_key = f"{key}-{spec.score_code}"
+        resource = {
+            "resourceType": "Observation",
+            "id": ids.observation_id(ids.INSTRUMENT_SCORE, score_key),
+            "identifier": [ids.identifier(ids.INSTRUMENT_SCORE, score_key)],
+            "status": "final",
+            "category": SURVEY,
+            "code": {
+                "coding": [{"system": spec.score_system, "code": spec.score_code, "display": spec.score_display}],
+                "text": spec.score_display,
+            },
+            "subject": ids.reference("Patient", ids.patient_id(patient)),
+            "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+            "effectiveDateTime": when,
+        }
+        if spec.score_kind == "risk":
+            resource["valueCodeableConcept"] = {
+                "coding": [{"system": f"{LOCAL_CODES}/cssrs-risk", "code": level, "display": CSSRS_RISKS[level]}],
+                "text": CSSRS_RISKS[level],
+            }
+        else:
+            resource["valueInteger"] = int(value)
+        if band:
+            resource["interpretation"] = [{"text": band}]
+        resource["derivedFrom"] = [ids.reference("QuestionnaireResponse", response_id(response_system, key))]
+        out.resources.append(resource)
+        out.shapes.append(("Observation", "score", spec.score_kind, bool(band)))
+        out.patient_ids.append(patient)
+        out.batch_ids.append(batch)
+        out.source_times.append(when)
+    return out
