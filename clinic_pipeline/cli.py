@@ -1,7 +1,10 @@
 """`clinic-pipeline`: what a data engineer runs outside the Airflow UI.
 
-clinic-pipeline simulate   generate a synthetic ketamine clinic network into a landing zone
-clinic-pipeline bench      the performance benchmark (figures and ratios)
+clinic-pipeline simulate           generate a synthetic ketamine clinic network into a landing zone
+clinic-pipeline run                the whole pipeline in-process: ingest, FHIR export (and delivery)
+clinic-pipeline replay-quarantine  re-ingest quarantined rows after a fix
+clinic-pipeline validate-fhir      validate FHIR R4 NDJSON or Bundle files, printing every problem
+clinic-pipeline bench              the performance benchmark (figures and ratios)
 """
 
 from __future__ import annotations
@@ -90,11 +93,13 @@ def _run_simulate(args: argparse.Namespace) -> int:
 def _run_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "run",
-        help="run the whole ingest in-process over a landing zone (no scheduler)",
+        help="run the whole pipeline in-process over a landing zone (no scheduler)",
         description=(
             "Ingest every announced batch of a landing zone into the lake: EHR (incremental), monitor HL7, "
-            "ePRO FHIR and REDCap. Writes quality/reconciliation.json, prints a short table and exits non-zero "
-            "when a batch does not reconcile (rows in = staged + quarantined) or a quality gate stopped a batch."
+            "ePRO FHIR and REDCap. Writes quality/reconciliation.json, prints a short table, then writes the "
+            "FHIR R4 Bulk Data export (fhir/export/manifest.json) and, with --fhir-url, delivers it as "
+            "transaction Bundles. Exits non-zero when a batch does not reconcile (rows in = staged + "
+            "quarantined), a quality gate stopped a batch, or a delivery did not complete."
         ),
     )
     p.add_argument("--landing", type=Path, required=True, help="landing zone directory")
@@ -102,6 +107,8 @@ def _run_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ehr-url", default=None, help="EHR SQLAlchemy URL (default: <landing>/ehr.sqlite)")
     p.add_argument("--chunk-batches", type=int, default=300, help="batches validated together (bounds memory)")
     p.add_argument("--workers", type=int, default=2, help="processes for the file sources (1 = sequential)")
+    p.add_argument("--fhir-url", default=None, help="FHIR R4 server base URL to deliver the export to")
+    p.add_argument("--fhir-token", default=None, help="bearer token for the FHIR server (default: none)")
     p.set_defaults(handler=_run_run)
 
 
@@ -115,7 +122,32 @@ def _run_run(args: argparse.Namespace) -> int:
     print(f"reconciliation: {summary.reconciliation_path}")
     if summary.data_docs:
         print(f"data docs: {summary.data_docs}")
-    return 0 if summary.ok else 1
+    delivered = _export_and_deliver(args.lake, args.fhir_url, args.fhir_token)
+    return 0 if summary.ok and delivered else 1
+
+
+def _export_and_deliver(lake_root: str, fhir_url: str | None, token: str | None) -> bool:
+    from clinic_pipeline.fhir.delivery import FhirTarget, deliver
+    from clinic_pipeline.fhir.export import export_fhir
+    from clinic_pipeline.lake import Lake
+
+    lake = Lake(lake_root)
+    export = export_fhir(lake)
+    counts = ", ".join(f"{n} {t}" for t, n in export.counts.items())
+    rejected = sum(export.rejected_by_rule.values())
+    print(f"FHIR export: {export.total} resources ({counts}); {rejected} rows not exported {export.rejected_by_rule}")
+    print(f"FHIR manifest: {export.manifest}")
+    if not fhir_url:
+        return True
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    report = deliver(lake, FhirTarget(fhir_url, headers))
+    print(
+        f"FHIR delivery to {fhir_url}: {report.sent}/{report.planned} bundles sent ({report.entries} entries, "
+        f"{report.created} created, {report.updated} updated), {report.failed} rejected, {report.pending} pending"
+    )
+    for error in report.errors:
+        print(f"  {error}", file=sys.stderr)
+    return report.ok
 
 
 def _replay_parser(sub: argparse._SubParsersAction) -> None:
@@ -153,6 +185,39 @@ def _run_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _validate_fhir_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "validate-fhir",
+        help="validate FHIR R4 NDJSON or Bundle files and print each problem with its resource and path",
+        description=(
+            "Validate every resource of the given files (NDJSON, one resource per line, or a JSON Bundle) "
+            "against FHIR R4: structure (fhir.resources R4B models), required value sets, the R4 vital-signs "
+            "profiles, UCUM units, and references that must resolve within the files given together. Prints "
+            "one line per problem (file:line Type/id path: message) and exits 1 when there is any."
+        ),
+    )
+    p.add_argument("paths", type=Path, nargs="+", help="NDJSON or Bundle JSON files (a folder: its *.ndjson)")
+    p.set_defaults(handler=_run_validate_fhir)
+
+
+def _run_validate_fhir(args: argparse.Namespace) -> int:
+    from fhir_mappings.validation import validate_files
+
+    files: list[Path] = []
+    for path in args.paths:
+        files += sorted(path.glob("*.ndjson")) if path.is_dir() else [path]
+    missing = [f for f in files if not f.exists()]
+    if missing or not files:
+        print(f"error: no such file: {', '.join(map(str, missing)) or 'no files given'}", file=sys.stderr)
+        return 2
+    report = validate_files(files)
+    for problem in report.problems:
+        print(problem)
+    by_type = ", ".join(f"{n} {t}" for t, n in sorted(report.by_type.items()))
+    print(f"{report.checked} resources checked ({by_type}): {len(report.problems)} problems")
+    return 0 if report.ok else 1
+
+
 def _bench_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("bench", help="performance benchmark: figures and ratios against the naive way")
     p.add_argument("--clinics", type=int, default=50)
@@ -175,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _simulate_parser(sub)
     _run_parser(sub)
     _replay_parser(sub)
+    _validate_fhir_parser(sub)
     _bench_parser(sub)
     return parser
 

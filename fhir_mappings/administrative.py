@@ -87,7 +87,7 @@ def build_patients(patients: pd.DataFrame, clinic_ids: set[str]) -> Mapped:
                 {**ids.identifier(ids.mrn_system(clinic), mrn), "type": _MRN_TYPE},
             ],
             "gender": sex,
-            "managingOrganization": ids.reference("Organization", ids.organization_id(clinic)),
+            "managingOrganization": ids.organization_ref(clinic),
         }
         if with_birth:
             resource["birthDate"] = born

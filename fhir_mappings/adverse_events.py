@@ -242,8 +242,8 @@ def _event(rid: str, identifier: dict, extensions: list, *, event: dict, patient
         "identifier": identifier,
         "actuality": "actual",
         "event": event,
-        "subject": ids.reference("Patient", ids.patient_id(patient)),
-        "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+        "subject": ids.patient_ref(patient),
+        "encounter": ids.encounter_ref(session),
         "date": date,
     }
 

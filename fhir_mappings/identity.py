@@ -7,6 +7,8 @@ reruns write identical bytes and a FHIR server sees updates, not new resources.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import uuid
 
 from fhir_mappings.terminology import NETWORK
@@ -34,8 +36,16 @@ def mrn_system(clinic_id: str) -> str:
     return f"{NETWORK}:{clinic_id}:mrn"
 
 
+_NAMESPACE_BYTES = ID_NAMESPACE.bytes
+
+
 def resource_id(resource_type: str, system: str, value: str) -> str:
-    return str(uuid.uuid5(ID_NAMESPACE, f"{resource_type}|{system}|{value}"))
+    """uuid5(ID_NAMESPACE, "type|system|value") as text: RFC 4122 by hand, 4x cheaper than uuid.uuid5 + str."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{resource_type}|{system}|{value}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def identifier(system: str, value: str) -> dict[str, str]:
@@ -53,10 +63,12 @@ def organization_id(clinic_id: str) -> str:
     return resource_id("Organization", CLINIC, clinic_id)
 
 
+@functools.cache
 def patient_id(patient_key: str) -> str:
     return resource_id("Patient", PATIENT, patient_key)
 
 
+@functools.cache
 def encounter_id(session_id: str) -> str:
     return resource_id("Encounter", SESSION, session_id)
 
@@ -67,3 +79,22 @@ def medication_administration_id(session_id: str) -> str:
 
 def observation_id(system: str, key: str) -> str:
     return resource_id("Observation", system, key)
+
+
+# Shared, cached reference dicts: hundreds of thousands of resources point to a few thousand patients and
+# sessions. Nothing may mutate a built resource in place (delivery copies before it rewrites references).
+
+
+@functools.cache
+def patient_ref(patient_key: str) -> dict[str, str]:
+    return reference("Patient", patient_id(patient_key))
+
+
+@functools.cache
+def encounter_ref(session_id: str) -> dict[str, str]:
+    return reference("Encounter", encounter_id(session_id))
+
+
+@functools.cache
+def organization_ref(clinic_id: str) -> dict[str, str]:
+    return reference("Organization", organization_id(clinic_id))

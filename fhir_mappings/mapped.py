@@ -117,8 +117,12 @@ def split_rows(
 
 
 def utc_text(values: pd.Series) -> list[str]:
-    """FHIR dateTime/instant text of tz-aware timestamps, in UTC (the format is fixed, so always valid)."""
-    return values.dt.tz_convert("UTC").dt.strftime("%Y-%m-%dT%H:%M:%SZ").tolist()
+    """FHIR dateTime/instant text of tz-aware timestamps in UTC, to the second (a fixed format: always valid).
+
+    Missing times give "NaT"; builders only use the text where the time is present.
+    """
+    seconds = values.dt.tz_convert("UTC").dt.tz_localize(None).to_numpy(dtype="datetime64[s]")
+    return np.datetime_as_string(seconds, unit="s", timezone="UTC").tolist()
 
 
 def source_batches(frame: pd.DataFrame, default: str = "ehr") -> list[str]:

@@ -8,7 +8,7 @@ dangling reference.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -57,6 +57,8 @@ class StagedNetwork:
 
 @dataclass
 class FhirNetwork:
+    """All resources at once: for tests and small networks (the export streams `NetworkMapper.groups`)."""
+
     resources: dict[str, Mapped]
     rejections: pd.DataFrame
 
@@ -65,50 +67,85 @@ class FhirNetwork:
 
 
 def map_network(staged: StagedNetwork) -> FhirNetwork:
-    verdicts: dict[Hashable, str | None] = {}
-    organizations = (
-        gate(build_organizations(staged.clinics), verdicts) if len(staged.clinics) else Mapped("Organization")
-    )
-    clinic_ids = {r["identifier"][0]["value"] for r in organizations.resources}
-    patients = (
-        gate(build_patients(staged.patients, clinic_ids), verdicts) if len(staged.patients) else Mapped("Patient")
-    )
-    patient_keys = {r["identifier"][0]["value"] for r in patients.resources}
+    mapper = NetworkMapper(staged)
+    resources = {t: Mapped(t) for t in RESOURCE_TYPES}
+    for group in mapper.groups():
+        resources[group.resource_type].extend(group)
+    return FhirNetwork(resources, mapper.rejections())
 
-    encounters, administrations, observations = (
-        Mapped("Encounter"),
-        Mapped("MedicationAdministration"),
-        Mapped("Observation"),
-    )
-    if len(staged.infusion_sessions):
-        sessions, rejected = session_rows(staged.infusion_sessions, patient_keys)
-        encounters = gate(build_encounters(sessions), verdicts)
-        encounters.rejections = concat_rejections([rejected, encounters.rejections])
-        weight = staged.patients.drop_duplicates("patient_id").set_index("patient_id")["weight_kg"]
-        weights = gate(build_dosing_weights(sessions, weight), verdicts)
-        observations.extend(weights)
-        weighed = {r["identifier"][0]["value"] for r in weights.resources}
-        administrations = gate(build_medication_administrations(sessions, weighed), verdicts)
-    session_keys = {r["identifier"][0]["value"] for r in encounters.resources}
 
-    if len(staged.vital_signs):
-        observations.extend(gate(build_vital_signs(staged.vital_signs, session_keys), verdicts))
-    responses = Mapped("QuestionnaireResponse")
-    for forms, mapped in _questionnaire_sources(staged, session_keys, patient_keys):
-        responses.extend(gate(forms, verdicts))
-        observations.extend(gate(mapped, verdicts))
-    events = Mapped("AdverseEvent")
-    if len(staged.adverse_events):
-        events.extend(gate(build_recorded_events(staged.adverse_events, session_keys), verdicts))
-    if len(staged.detected_events):
-        events.extend(gate(build_detected_events(staged.detected_events, session_keys), verdicts))
+class NetworkMapper:
+    """Maps the network group by group, parents first, so memory holds one group of resources at a time.
 
-    clinical = [organizations, patients, encounters, administrations, observations, responses, events]
-    _drop_dangling(clinical)
-    provenance = gate(build_provenance(clinical), verdicts)
-    resources = {m.resource_type: m for m in [*clinical, provenance]}
-    rejections = concat_rejections([m.rejections for m in resources.values()])
-    return FhirNetwork(resources, rejections[REJECTION_COLUMNS])
+    Each group passes the export gate before it is yielded; the keys of what was admitted decide which children
+    can be built (a child of a rejected parent is rejected with `reference_unresolved`).
+    """
+
+    def __init__(self, staged: StagedNetwork, chunk_rows: int = 20_000) -> None:
+        self.staged = staged
+        self.chunk_rows = chunk_rows
+        self.verdicts: dict[Hashable, str | None] = {}
+        self.exported: set[str] = set()
+        self.trail: list[Mapped] = []  # ids, owners, batches and times only: the input of Provenance
+        self.held_back = False
+        self._rejections: list[pd.DataFrame] = []
+
+    def rejections(self) -> pd.DataFrame:
+        return concat_rejections(self._rejections)[REJECTION_COLUMNS]
+
+    def _admit(self, mapped: Mapped) -> Mapped:
+        admitted = gate(mapped, self.verdicts)
+        self.held_back |= len(admitted.rejections) > len(mapped.rejections)
+        if self.held_back:  # only after the gate held something back can a reference dangle
+            _drop_dangling(admitted, self.exported)
+        refs = [f"{admitted.resource_type}/{r['id']}" for r in admitted.resources]
+        self.exported.update(refs)
+        self.trail.append(
+            Mapped(
+                admitted.resource_type,
+                resources=[{"resourceType": admitted.resource_type, "id": r["id"]} for r in admitted.resources],
+                shapes=[None] * len(admitted),
+                patient_ids=admitted.patient_ids,
+                batch_ids=admitted.batch_ids,
+                source_times=admitted.source_times,
+            )
+        )
+        self._rejections.append(admitted.rejections)
+        return admitted
+
+    def _keys(self, mapped: Mapped) -> set[str]:
+        return {r["identifier"][0]["value"] for r in mapped.resources}
+
+    def groups(self) -> Iterator[Mapped]:
+        staged = self.staged
+        organizations = self._admit(build_organizations(staged.clinics))
+        yield organizations
+        patients = self._admit(build_patients(staged.patients, self._keys(organizations)))
+        yield patients
+        session_keys: set[str] = set()
+        if len(staged.infusion_sessions):
+            sessions, rejected = session_rows(staged.infusion_sessions, self._keys(patients))
+            self._rejections.append(rejected)
+            encounters = self._admit(build_encounters(sessions))
+            yield encounters
+            weight = staged.patients.drop_duplicates("patient_id").set_index("patient_id")["weight_kg"]
+            weights = self._admit(build_dosing_weights(sessions, weight))
+            yield weights
+            administrations = self._admit(build_medication_administrations(sessions, self._keys(weights)))
+            yield administrations
+            # Children point to the Encounter and (adverse events) to the MedicationAdministration.
+            session_keys = self._keys(encounters) & self._keys(administrations)
+        for start in range(0, len(staged.vital_signs), self.chunk_rows):
+            chunk = staged.vital_signs.iloc[start : start + self.chunk_rows]
+            yield self._admit(build_vital_signs(chunk, session_keys))
+        for forms, scores in _questionnaire_sources(staged, session_keys, self._keys(patients)):
+            yield self._admit(forms)
+            yield self._admit(scores)
+        if len(staged.adverse_events):
+            yield self._admit(build_recorded_events(staged.adverse_events, session_keys))
+        if len(staged.detected_events):
+            yield self._admit(build_detected_events(staged.detected_events, session_keys))
+        yield self._admit(build_provenance(self.trail))
 
 
 def _questionnaire_sources(
@@ -146,34 +183,24 @@ def _questionnaire_sources(
     return sources
 
 
-def _drop_dangling(groups: list[Mapped]) -> None:
-    """Only needed when the gate held a resource back: then whatever points to it must be held back too."""
-    if not any(
-        (m.rejections["rule"].isin(["fhir_structure", "duplicate_id"])).any() for m in groups if len(m.rejections)
-    ):
+def _drop_dangling(mapped: Mapped, exported: set[str]) -> None:
+    """Hold back resources that point to something the gate held back (parents are admitted first)."""
+    own = {f"{mapped.resource_type}/{r['id']}" for r in mapped.resources}
+    keep = [all(ref in exported or ref in own for ref in references(r)) for r in mapped.resources]
+    if all(keep):
         return
-    while True:
-        known = {f"{m.resource_type}/{r['id']}" for m in groups for r in m.resources}
-        changed = False
-        for m in groups:
-            keep = [all(ref in known for ref in references(r)) for r in m.resources]
-            if all(keep):
-                continue
-            changed = True
-            dropped = [
-                {
-                    "resource_type": m.resource_type,
-                    "source_table": "",
-                    "row_key": r["id"],
-                    "batch_id": b,
-                    "rule": "reference_unresolved",
-                    "reason": "refers to a resource held back by the export gate",
-                }
-                for r, b, k in zip(m.resources, m.batch_ids, keep, strict=True)
-                if not k
-            ]
-            m.rejections = concat_rejections([m.rejections, pd.DataFrame(dropped)])
-            for name in ("resources", "shapes", "patient_ids", "batch_ids", "source_times"):
-                setattr(m, name, [v for v, k in zip(getattr(m, name), keep, strict=True) if k])
-        if not changed:
-            return
+    dropped = [
+        {
+            "resource_type": mapped.resource_type,
+            "source_table": "",
+            "row_key": r["id"],
+            "batch_id": batch,
+            "rule": "reference_unresolved",
+            "reason": "refers to a resource held back by the export gate",
+        }
+        for r, batch, k in zip(mapped.resources, mapped.batch_ids, keep, strict=True)
+        if not k
+    ]
+    mapped.rejections = concat_rejections([mapped.rejections, pd.DataFrame(dropped)])
+    for name in ("resources", "shapes", "patient_ids", "batch_ids", "source_times"):
+        setattr(mapped, name, [v for v, k in zip(getattr(mapped, name), keep, strict=True) if k])

@@ -111,8 +111,8 @@ def build_questionnaires(
             "identifier": ids.identifier(identifier_system, key),
             "questionnaire": instruments()[instrument].questionnaire,
             "status": form_status,
-            "subject": ids.reference("Patient", ids.patient_id(patient)),
-            "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+            "subject": ids.patient_ref(patient),
+            "encounter": ids.encounter_ref(session),
             "authored": when,
         }
         if answered:
@@ -157,8 +157,8 @@ def _scores(forms: pd.DataFrame, response_system: str, key_column: str) -> Mappe
                 "coding": [{"system": spec.score_system, "code": spec.score_code, "display": spec.score_display}],
                 "text": spec.score_display,
             },
-            "subject": ids.reference("Patient", ids.patient_id(patient)),
-            "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+            "subject": ids.patient_ref(patient),
+            "encounter": ids.encounter_ref(session),
             "effectiveDateTime": when,
         }
         if spec.score_kind == "risk":

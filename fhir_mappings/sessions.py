@@ -108,9 +108,9 @@ def build_encounters(sessions: pd.DataFrame) -> Mapped:
                         "text": protocols()[protocol],
                     }
                 ],
-                "subject": ids.reference("Patient", ids.patient_id(patient)),
+                "subject": ids.patient_ref(patient),
                 "period": period,
-                "serviceProvider": ids.reference("Organization", ids.organization_id(clinic)),
+                "serviceProvider": ids.organization_ref(clinic),
             }
         )
         out.shapes.append(("Encounter", with_end))
@@ -170,8 +170,8 @@ def build_medication_administrations(sessions: pd.DataFrame, weighed: set[str]) 
                 "coding": [{"system": RXNORM, "code": rxnorm, "display": drug_display}],
                 "text": drug_display,
             },
-            "subject": ids.reference("Patient", ids.patient_id(patient)),
-            "context": ids.reference("Encounter", ids.encounter_id(key)),
+            "subject": ids.patient_ref(patient),
+            "context": ids.encounter_ref(key),
             "effectivePeriod": {"start": start, "end": end} if with_end else {"start": start},
             "dosage": {
                 "text": f"{per_kg:g} mg/kg {route_display.lower()} ({dose:g} mg)",

@@ -8,6 +8,9 @@ panel missing one pressure carries that component with a dataAbsentReason (profi
 
 from __future__ import annotations
 
+import functools
+import math
+
 import numpy as np
 import pandas as pd
 
@@ -25,6 +28,7 @@ SINGLE_VALUE_MEASURES = ("heart_rate", "oxygen_saturation", "respiratory_rate", 
 _ABSENT = {"coding": [{"system": DATA_ABSENT_REASON, "code": "unknown", "display": "Unknown"}]}
 
 
+@functools.cache
 def _code(measure: str) -> dict:
     sign = vital_signs()[measure]
     return {"coding": [{"system": LOINC, "code": sign.loinc, "display": sign.display}], "text": sign.display}
@@ -77,10 +81,10 @@ def vital_sign_observation(
                 "status": "final",
                 "category": category,
                 "code": code,
-                "subject": ids.reference("Patient", ids.patient_id(patient)),
-                "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+                "subject": ids.patient_ref(patient),
+                "encounter": ids.encounter_ref(session),
                 "effectiveDateTime": when,
-                "valueQuantity": _quantity(measure, value),
+                "valueQuantity": {"value": value, "unit": sign.unit, "system": UCUM, "code": sign.ucum},
             }
         )
     out.shapes += [("Observation", measure)] * len(frame)
@@ -135,7 +139,7 @@ def build_vital_signs(readings: pd.DataFrame, session_keys: set[str]) -> Mapped:
 
 
 def _component(measure: str, value: float) -> dict:
-    if np.isnan(value):
+    if math.isnan(value):
         return {"code": _code(measure), "dataAbsentReason": _ABSENT}
     return {"code": _code(measure), "valueQuantity": _quantity(measure, value)}
 
@@ -163,8 +167,8 @@ def _blood_pressure_panels(readings: pd.DataFrame) -> Mapped:
                 "status": "final",
                 "category": VITAL_SIGNS_CATEGORY,
                 "code": code,
-                "subject": ids.reference("Patient", ids.patient_id(patient)),
-                "encounter": ids.reference("Encounter", ids.encounter_id(session)),
+                "subject": ids.patient_ref(patient),
+                "encounter": ids.encounter_ref(session),
                 "effectiveDateTime": when,
                 "component": [_component("systolic", sbp), _component("diastolic", dbp)],
             }
