@@ -174,7 +174,7 @@ def build_medication_administrations(sessions: pd.DataFrame, weighed: set[str]) 
             "context": ids.encounter_ref(key),
             "effectivePeriod": {"start": start, "end": end} if with_end else {"start": start},
             "dosage": {
-                "text": f"{per_kg:g} mg/kg {route_display.lower()} ({dose:g} mg)",
+                "text": f"{dose:g} mg ({per_kg:g} mg/kg), {route_display.lower()}",
                 "route": {"coding": [{"system": SNOMED, "code": route_code, "display": route_display}]},
                 "dose": {"value": dose, "unit": "mg", "system": UCUM, "code": "mg"},
             },

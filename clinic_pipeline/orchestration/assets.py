@@ -42,9 +42,7 @@ def landing_asset(source: str) -> Asset:
 
 
 def staged_asset(table: str) -> Asset:
-    root = settings.lake_root().rstrip("/")
-    uri = f"{root}/staged/{table}" if "://" in root else f"file://{root}/staged/{table}"
-    return Asset(name=f"staged_{table}", uri=uri, group="staged")
+    return Asset(name=f"staged_{table}", uri=_lake_uri("staged", table), group="staged")
 
 
 def ingest_schedule(*sources: str, also_after: tuple[Asset, ...] = ()) -> AssetOrTimeSchedule:
@@ -55,3 +53,14 @@ def ingest_schedule(*sources: str, also_after: tuple[Asset, ...] = ()) -> AssetO
         timetable=CronTriggerTimetable(settings.sweep_cron(), timezone="UTC"),
         assets=AssetAny(*(landing_asset(s) for s in sources), *also_after),
     )
+
+
+def _lake_uri(*parts: str) -> str:
+    root = settings.lake_root().rstrip("/")
+    path = "/".join(parts)
+    return f"{root}/{path}" if "://" in root else f"file://{root}/{path}"
+
+
+def fhir_export_asset() -> Asset:
+    """The FHIR Bulk Data export (its manifest is the commit point)."""
+    return Asset(name="fhir_export", uri=_lake_uri("fhir", "export"), group="fhir")
