@@ -29,6 +29,7 @@ ADVERSE_EVENT = f"{NETWORK}:adverse-event"
 DETECTED_EVENT = f"{NETWORK}:detected-adverse-event"
 PROVENANCE = f"{NETWORK}:provenance"
 BATCH = f"{NETWORK}:batch"
+EXPORT_REJECTION = f"{NETWORK}:export-rejection"
 
 
 def mrn_system(clinic_id: str) -> str:

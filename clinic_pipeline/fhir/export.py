@@ -23,6 +23,7 @@ import orjson
 import pandas as pd
 
 from clinic_pipeline.lake import Lake
+from fhir_mappings.identity import EXPORT_REJECTION, resource_id
 from fhir_mappings.network import RESOURCE_TYPES, NetworkMapper, StagedNetwork
 
 log = logging.getLogger("clinic_pipeline.fhir")
@@ -156,8 +157,10 @@ def _write_rejections(lake: Lake, export_dir: Any, rejections: pd.DataFrame) -> 
 def _outcome(row: Any) -> dict[str, Any]:
     """One OperationOutcome per rejected row: what was not exported and why (Bulk Data `error` file)."""
     source = row.source_table or "export gate"
+    key = f"{row.resource_type}|{row.source_table}|{row.row_key}|{row.rule}"
     return {
         "resourceType": "OperationOutcome",
+        "id": resource_id("OperationOutcome", EXPORT_REJECTION, key),
         "issue": [
             {
                 "severity": "error",
