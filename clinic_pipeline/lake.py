@@ -65,13 +65,23 @@ class Lake:
             self._commit(target, lambda p: frame.to_parquet(str(p), index=False))
 
     def read_parquets(self, pattern_root: UPath) -> Any:
-        """All parquet files under a folder as one DataFrame (empty when there are none)."""
-        import pandas as pd
+        """All parquet files under a folder as one DataFrame (empty when there are none).
 
-        files = sorted(p for p in pattern_root.rglob("*.parquet") if not p.name.startswith("."))
+        Read as one Arrow dataset over the union of the files' schemas (a column missing from older files
+        comes back null) and converted to pandas once: several times faster than one DataFrame per file.
+        """
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.dataset as ds
+        import pyarrow.parquet as pq
+
+        files = sorted(str(p) for p in pattern_root.rglob("*.parquet") if not p.name.startswith("."))
         if not files:
             return pd.DataFrame()
-        return pd.concat([pd.read_parquet(str(f)) for f in files], ignore_index=True)
+        filesystem = None if self.local else self.root.fs
+        schemas = [pq.read_schema(f, filesystem=filesystem) for f in files]
+        schema = pa.unify_schemas(schemas, promote_options="permissive")  # keeps the first file's pandas metadata
+        return ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem).to_table().to_pandas()
 
     # --- zones --------------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from fhir_mappings.administrative import build_organizations, build_patients
 from fhir_mappings.adverse_events import build_detected_events, build_recorded_events
 from fhir_mappings.gate import gate
 from fhir_mappings.mapped import REJECTION_COLUMNS, Mapped, concat_rejections
-from fhir_mappings.provenance import build_provenance
+from fhir_mappings.provenance import build_provenance, trail
 from fhir_mappings.questionnaires import build_questionnaires
 from fhir_mappings.sessions import (
     build_dosing_weights,
@@ -81,12 +81,12 @@ class NetworkMapper:
     can be built (a child of a rejected parent is rejected with `reference_unresolved`).
     """
 
-    def __init__(self, staged: StagedNetwork, chunk_rows: int = 20_000) -> None:
+    def __init__(self, staged: StagedNetwork, chunk_rows: int = 5_000) -> None:
         self.staged = staged
         self.chunk_rows = chunk_rows
         self.verdicts: dict[Hashable, str | None] = {}
         self.exported: set[str] = set()
-        self.trail: list[Mapped] = []  # ids, owners, batches and times only: the input of Provenance
+        self.trail: list[tuple[str, str | None, str, str]] = []  # the input of Provenance
         self.held_back = False
         self._rejections: list[pd.DataFrame] = []
 
@@ -98,18 +98,10 @@ class NetworkMapper:
         self.held_back |= len(admitted.rejections) > len(mapped.rejections)
         if self.held_back:  # only after the gate held something back can a reference dangle
             _drop_dangling(admitted, self.exported)
-        refs = [f"{admitted.resource_type}/{r['id']}" for r in admitted.resources]
-        self.exported.update(refs)
-        self.trail.append(
-            Mapped(
-                admitted.resource_type,
-                resources=[{"resourceType": admitted.resource_type, "id": r["id"]} for r in admitted.resources],
-                shapes=[None] * len(admitted),
-                patient_ids=admitted.patient_ids,
-                batch_ids=admitted.batch_ids,
-                source_times=admitted.source_times,
-            )
-        )
+        rows = list(trail(admitted))
+        self.exported.update(ref for ref, *_ in rows)
+        if admitted.resource_type != "Provenance":
+            self.trail += rows
         self._rejections.append(admitted.rejections)
         return admitted
 

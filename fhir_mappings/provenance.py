@@ -8,6 +8,7 @@ R4 Provenance has no `identifier` search parameter, so delivery addresses it by 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from fhir_mappings import identity as ids
 from fhir_mappings.mapped import Mapped
@@ -21,16 +22,20 @@ def source_of(batch_id: str) -> str:
     return batch_id.split("-", 1)[0]
 
 
-def build_provenance(mapped: list[Mapped]) -> Mapped:
+def trail(mapped: Mapped) -> Iterable[tuple[str, str | None, str, str]]:
+    """(reference, owning patient, source batch, source time) of each resource: all Provenance needs."""
+    refs = [f"{mapped.resource_type}/{r['id']}" for r in mapped.resources]
+    return zip(refs, mapped.patient_ids, mapped.batch_ids, mapped.source_times, strict=True)
+
+
+def build_provenance(trails: Iterable[tuple[str, str | None, str, str]]) -> Mapped:
     targets: dict[tuple[str, str], list[str]] = defaultdict(list)
     recorded: dict[tuple[str, str], str] = {}
-    for group in mapped:
-        for resource, patient, batch, when in zip(
-            group.resources, group.patient_ids, group.batch_ids, group.source_times, strict=True
-        ):
-            key = (batch, patient or "")
-            targets[key].append(f"{resource['resourceType']}/{resource['id']}")
-            recorded[key] = max(recorded.get(key, when), when)
+    for ref, patient, batch, when in trails:
+        key = (batch, patient or "")
+        targets[key].append(ref)
+        if when > recorded.get(key, ""):
+            recorded[key] = when
     out = Mapped("Provenance")
     for (batch, patient), refs in sorted(targets.items()):
         value = f"{batch}|{patient}" if patient else batch

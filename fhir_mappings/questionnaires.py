@@ -8,9 +8,10 @@ the response (the C-SSRS skip logic, or a form abandoned part-way), so the answe
 
 from __future__ import annotations
 
-import json
+import functools
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from fhir_mappings import identity as ids
@@ -26,31 +27,45 @@ def response_id(system: str, key: str) -> str:
     return ids.resource_id("QuestionnaireResponse", system, key)
 
 
-def _answer(kind: str, value: Any) -> dict | None:
+@functools.cache
+def _item(instrument: str, link_id: str, text: str, value: Any, value_type: type) -> dict | None:
+    """One answered item (shared between responses with the same answer: built resources are never mutated).
+
+    `value_type` is part of the cache key because True == 1 for a cache, not for FHIR.
+    """
+    kind = instruments()[instrument].answer_kind
     if kind == "integer":
-        return {"valueInteger": int(value)} if isinstance(value, int) and not isinstance(value, bool) else None
-    coding = answer_codings().get((kind, str(value).lower() if isinstance(value, bool) else str(value)))
-    return {"valueCoding": coding} if coding is not None else None
+        if not isinstance(value, int) or isinstance(value, bool):
+            return None
+        answer: dict = {"valueInteger": value}
+    else:
+        coding = answer_codings().get((kind, str(value).lower() if isinstance(value, bool) else str(value)))
+        if coding is None:
+            return None
+        answer = {"valueCoding": coding}
+    return {"linkId": link_id, "text": text, "answer": [answer]}
 
 
 def _items(instrument: str, answers: dict[str, Any]) -> list[dict] | None:
     """The answered items in form order, or None when an answer is outside the instrument's answer list."""
-    kind = instruments()[instrument].answer_kind
     items = []
     for link_id, text in instrument_items()[instrument]:
         value = answers.get(link_id)
         if value is None:
             continue
-        answer = _answer(kind, value)
-        if answer is None:
+        try:
+            item = _item(instrument, link_id, text, value, type(value))
+        except TypeError:  # an unhashable answer (a list or object where a score belongs)
+            item = None
+        if item is None:
             return None
-        items.append({"linkId": link_id, "text": text, "answer": [answer]})
+        items.append(item)
     return items
 
 
 def _by_link_id(instrument: str, payload: str) -> dict[str, Any]:
     """Answers keyed by linkId: the app sends a map, REDCap an array in form order."""
-    answers = json.loads(payload)
+    answers = orjson.loads(payload)
     if isinstance(answers, list):
         links = [link for link, _ in instrument_items().get(instrument, [])]
         return dict(zip(links, answers, strict=False))
