@@ -10,7 +10,8 @@ import pytest
 
 from tests.dags.conftest import REPO
 
-DAG_IDS = {"ingest_ehr", "ingest_monitor_vitals", "ingest_epro_questionnaires"}
+INGEST_DAG_IDS = {"ingest_ehr", "ingest_monitor_vitals", "ingest_epro_questionnaires"}
+DAG_IDS = {*INGEST_DAG_IDS, "fhir_export"}
 
 
 def test_dags_import_without_errors(dagbag):
@@ -22,7 +23,8 @@ def test_dags_import_without_errors(dagbag):
 def test_dag_policy(dagbag, dag_id):
     dag = dagbag.get_dag(dag_id)
     assert dag.doc_md and len(dag.doc_md) > 200
-    assert dag.tags and "ingest" in dag.tags
+    assert dag.tags
+    assert ("ingest" in dag.tags) == (dag_id in INGEST_DAG_IDS)
     assert dag.max_active_runs == 1, "two concurrent runs would race for the same batches"
     assert not dag.catchup
     for task in dag.tasks:
@@ -57,6 +59,23 @@ def test_dags_are_scheduled_on_watched_landing_assets_and_a_sweep(dagbag, dag_id
     assert outlets and all(name.startswith("staged_") for name in outlets)
 
 
+def test_fhir_dag_is_scheduled_on_the_staged_tables_and_produces_the_export(dagbag):
+    dag = dagbag.get_dag("fhir_export")
+    scheduled_on = {a.name for a in dag.timetable.asset_condition.objects}
+    assert scheduled_on == {
+        "staged_patients",
+        "staged_infusion_sessions",
+        "staged_adverse_events",
+        "staged_clinics",
+        "staged_vital_signs",
+        "staged_questionnaire_responses",
+        "staged_clinician_ratings",
+    }
+    outlets = {o.name for t in dag.tasks for o in t.outlets}
+    assert outlets == {"fhir_export"}
+    assert [t.task_id for t in dag.topological_sort()] == ["export_bulk_ndjson", "deliver_to_fhir_server"]
+
+
 def test_production_event_bus_uses_redis_streams():
     code = (
         "from airflow.dag_processing.dagbag import DagBag\n"
@@ -74,7 +93,8 @@ def test_production_event_bus_uses_redis_streams():
 def test_dag_files_do_not_import_heavy_modules_at_parse_time():
     code = (
         "import runpy, sys\n"
-        "for f in ('dags/ingest_ehr.py', 'dags/ingest_monitor_vitals.py', 'dags/ingest_epro_questionnaires.py'):\n"
+        "import glob\n"
+        "for f in sorted(glob.glob('dags/*.py')):\n"
         "    runpy.run_path(f)\n"
         "heavy = [m for m in ('pandas', 'great_expectations', 'fhir.resources', 'hl7') if m in sys.modules]\n"
         "print(heavy)\n"

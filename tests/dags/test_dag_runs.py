@@ -27,3 +27,11 @@ def test_ingest_dags_stage_a_landing_zone_and_skip_when_nothing_is_new(dagbag):
 
     again = dagbag.get_dag("ingest_monitor_vitals").test()
     assert _states(again)["ingest_monitor_batches"] == "skipped", "a run with nothing new emits no asset event"
+
+    fhir = dagbag.get_dag("fhir_export").test()
+    assert _states(fhir) == {"export_bulk_ndjson": "success", "deliver_to_fhir_server": "skipped"}, (
+        "without a clinic_fhir connection the export stands alone"
+    )
+    manifest = json.loads((lake / "fhir" / "export" / "manifest.json").read_text())
+    counts = {o["type"]: o["count"] for o in manifest["output"]}
+    assert counts["Encounter"] > 0 and counts["Observation"] > counts["Encounter"]
