@@ -18,10 +18,16 @@ $(STAMP): requirements.lock pyproject.toml
 	$(BIN)/uv pip install --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
+# The FHIR test server and validator (tests/fhir_server) are npm packages, installed exactly from their lock file.
+NODE_STAMP := tests/fhir_server/node_modules/.installed
+$(NODE_STAMP): tests/fhir_server/package.json tests/fhir_server/package-lock.json
+	cd tests/fhir_server && npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
 demo: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m clinic_pipeline.demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m pytest
