@@ -158,8 +158,15 @@ def compute_marts(
     found = breaches.reading_rule_breaches(readings, rules)
     metrics = session_metrics.vital_sign_metrics(readings, rules)
     grades = ctcae_hypertension.hypertension_grades(readings, metrics)
-    keys = sessions.set_index("session_id")["rules_key"]
     cadss = dissociation.cadss_ratings(tables["clinician_ratings"])
+    # Sessions known only from readings or ratings (their EHR row is held in quarantine): default rules.
+    orphans = sorted((set(readings["session_id"]) | set(cadss["session_id"])) - set(sessions["session_id"]))
+    keys = pd.concat(
+        [
+            sessions.set_index("session_id")["rules_key"],
+            rules.rule_key(pd.Series("unknown", index=pd.Index(orphans, name="session_id"), dtype=object)),
+        ]
+    )
     dissociated = dissociation.session_dissociation(cadss, keys, rules)
     compliance = monitoring_compliance.monitoring_compliance(sessions, readings, metrics, dissociated, rules)
     infusion_of = sessions.set_index("session_id")["infusion_number"]
@@ -188,7 +195,17 @@ def compute_marts(
     )
     outcomes = session_outcomes.session_outcomes(sessions, events, found, severe_rules)
     per_session = session_safety.session_safety(
-        sessions, readings, metrics, grades, dissociated, compliance, found, outcomes, strata, rules, rule_order
+        sessions,
+        orphan_context(tables, orphans),
+        metrics,
+        grades,
+        dissociated,
+        compliance,
+        found,
+        outcomes,
+        strata,
+        rules,
+        rule_order,
     )
 
     lookup, added = pseudonyms.assign_tokens(
@@ -242,6 +259,14 @@ def compute_marts(
         "unmapped_terms": sorted(set(events.loc[events["body_system"] == ae_terms.UNMAPPED_BODY_SYSTEM, "term"])),
     }
     return {name: _stable(frame) for name, frame in marts.items()}, lookup, added, quality
+
+
+def orphan_context(tables: dict[str, pd.DataFrame], orphans: list[str]) -> pd.DataFrame:
+    """Patient and clinic of sessions known only from their readings or ratings (both carry them)."""
+    columns = ["session_id", "patient_id", "clinic_id"]
+    known = pd.concat([tables["vital_signs"][columns], tables["clinician_ratings"][columns]], ignore_index=True)
+    known = known.loc[known["session_id"].isin(orphans)].drop_duplicates("session_id")
+    return known.sort_values("session_id").reset_index(drop=True)
 
 
 def rule_thresholds(rules: SafetyRules) -> pd.DataFrame:

@@ -45,6 +45,7 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "hr_bpm": "float64",
         "spo2_pct": "float64",
         "minutes_from_start": "float64",
+        "patient_id": "str",
         "clinic_id": "str",
         "batch_id": "str",
     },
@@ -89,6 +90,8 @@ SCHEMAS: dict[str, dict[str, str]] = {
         "minutes_from_start": "float64",
         "total_score": "float64",
         "is_complete": "bool",
+        "patient_id": "str",
+        "clinic_id": "str",
     },
     "patients": {"patient_id": "str", "clinic_id": "str", "enrolled_on": "object", "updated_at": UTC_TS},
     "concomitant_medications": {"patient_id": "str", "drug_class": "str", "updated_at": UTC_TS},
@@ -107,7 +110,7 @@ AS_OF_COLUMNS = {
 }
 
 
-def _empty(table: str) -> pd.DataFrame:
+def empty_table(table: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series(dtype=t) for c, t in SCHEMAS[table].items()})
 
 
@@ -155,7 +158,7 @@ def read_staged(lake: Lake, table: str) -> pd.DataFrame:
     columns = list(SCHEMAS[table])
     frame = read_parquet_folder(lake, lake.staged_table(table), columns)
     if frame is None or frame.empty:
-        return _empty(table)
+        return empty_table(table)
     for column, dtype in SCHEMAS[table].items():
         if column not in frame:
             frame[column] = pd.Series(dtype=dtype, index=frame.index)

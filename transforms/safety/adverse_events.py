@@ -31,6 +31,28 @@ from transforms.safety.suicidality import POSITIVE
 STAFF, VITALS, QUESTIONNAIRE = "staff_recorded", "vitals_detected", "questionnaire_flagged"
 NOT_ASSESSED, NOT_RECORDED = "not_assessed", "not_recorded"
 SESSION_CONTEXT = ["patient_id", "clinic_id", "protocol", "infusion_number", "is_booster", "started_at", "rules_key"]
+# The columns every origin provides (missing ones are filled), with their types.
+PART_COLUMNS = {
+    "ae_key": object,
+    "origin": object,
+    "source_rule": object,
+    "session_id": object,
+    "patient_id": object,
+    "clinic_id_recorded": object,
+    "term": object,
+    "term_label": object,
+    "code_system": object,
+    "code": object,
+    "onset_at": "datetime64[us, UTC]",
+    "treatment_emergent": "boolean",
+    "ctcae_grade": "Int64",
+    "ctcae_version": object,
+    "serious": "boolean",
+    "seriousness_criteria": object,
+    "relatedness": object,
+    "action_taken": object,
+    "outcome": object,
+}
 AE_COLUMNS = [
     "ae_key",
     "origin",
@@ -206,18 +228,14 @@ def unified_adverse_events(
     `sessions`: `vital_readings.session_frame` output; `strata`: `concomitant_medications.conmed_strata`.
     """
     present = [p for p in parts if not p.empty]
-    events = pd.concat(present, ignore_index=True) if present else pd.DataFrame(columns=["ae_key", "origin"])
-    for column in (
-        "session_id",
-        "patient_id",
-        "clinic_id_recorded",
-        "term",
-        "onset_at",
-        "source_rule",
-        "treatment_emergent",
-    ):
+    events = pd.concat(present, ignore_index=True) if present else pd.DataFrame(index=pd.RangeIndex(0))
+    for column, dtype in PART_COLUMNS.items():
         if column not in events:
-            events[column] = np.nan
+            events[column] = pd.Series(
+                pd.NA if dtype in ("Int64", "boolean") else np.nan, index=events.index, dtype=dtype
+            )
+    for column in ("session_id", "patient_id", "clinic_id_recorded", "term"):
+        events[column] = events[column].astype(object)
     context = sessions.set_index("session_id")[SESSION_CONTEXT].add_prefix("session_")
     joined = events.join(context, on="session_id")
     # The session's patient and clinic win; an event whose session is not staged keeps its own.

@@ -17,10 +17,8 @@ CADSS = "cadss"
 
 def cadss_ratings(clinician_ratings: pd.DataFrame) -> pd.DataFrame:
     """CADSS ratings, one per (session, timepoint): the latest when a rating was re-sent."""
-    if clinician_ratings.empty:
-        return pd.DataFrame(columns=["session_id", "timepoint", "rated_at", "total_score", "is_complete"])
-    cadss = clinician_ratings.loc[clinician_ratings["instrument"] == CADSS]
-    cadss = cadss[["session_id", "timepoint", "rated_at", "minutes_from_start", "total_score", "is_complete"]]
+    columns = ["session_id", "timepoint", "rated_at", "minutes_from_start", "total_score", "is_complete"]
+    cadss = clinician_ratings.loc[clinician_ratings["instrument"] == CADSS, columns]
     cadss = cadss.sort_values(["session_id", "timepoint", "rated_at"], kind="stable")
     return cadss.drop_duplicates(["session_id", "timepoint"], keep="last").reset_index(drop=True)
 

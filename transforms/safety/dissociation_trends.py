@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from transforms.safety.distribution import quantile_columns
+
 COLUMNS = [
     "protocol",
     "infusion_label",
@@ -47,8 +49,7 @@ def cadss_by_infusion(ratings: pd.DataFrame, sessions: pd.DataFrame, over: pd.Se
     grouped = frame.groupby(keys, sort=True)
     stats = grouped["total_score"].agg(ratings="size", mean="mean", median="median")
     stats["over_threshold"] = grouped["over"].sum().astype(int)
-    quantiles = grouped["total_score"].quantile([0.1, 0.25, 0.75, 0.9]).unstack()
-    stats["p10"], stats["p25"], stats["p75"], stats["p90"] = (quantiles[q] for q in (0.1, 0.25, 0.75, 0.9))
+    stats = stats.join(quantile_columns(grouped["total_score"], {"p10": 0.1, "p25": 0.25, "p75": 0.75, "p90": 0.9}))
     result = stats.reset_index()
     return result.sort_values(["protocol", "infusion_order", "timepoint"], kind="stable").reset_index(drop=True)[
         COLUMNS

@@ -9,9 +9,10 @@ applied at publication, on counts):
 - `per_patient`: patients with at least one such event / patients exposed. Distinct patients do not add up
   over infusion buckets or event dimensions, so those rows are pre-computed with roll-up values: infusion
   bucket "all", term "all" (body-system level) or body system and term "all" (any event), severity /
-  seriousness / relatedness "any". Clinic, protocol and con-med stratum are patient attributes (one value
-  per patient), so those rows do add up over them. Pick exactly one value (or the roll-up) per rolled-up
-  dimension, never sum over them.
+  seriousness / relatedness "any". At most one of severity, seriousness and relatedness is concrete in a
+  row (one event filter at a time: all combinations would make the cube ~10x larger for little use).
+  Clinic, protocol and con-med stratum are patient attributes (one value per patient), so those rows do
+  add up over them. Pick exactly one value (or the roll-up) per rolled-up dimension, never sum over them.
 
 Events counted: `adverse_events.counts_in_incidence` (staff-recorded, plus detected or flagged events staff
 did not record; never suicidality-unknown; only sessions that are staged). Infusion buckets come from the
@@ -75,7 +76,7 @@ def incidence_cube(events: pd.DataFrame, exposure_cells: pd.DataFrame) -> pd.Dat
 def _patients_with_event(counted: pd.DataFrame) -> pd.DataFrame:
     """Distinct patients per cell, over every combination of roll-ups (grouping sets).
 
-    Works on integer codes (one factorization per column) so that the 48 stacked variants stay cheap.
+    Works on integer codes (one factorization per column) so that the 24 stacked variants stay cheap.
     """
     keys = [*EXPOSURE_DIMS, *EVENT_DIMS]
     labels: dict[str, np.ndarray] = {}
@@ -91,6 +92,8 @@ def _patients_with_event(counted: pd.DataFrame) -> pd.DataFrame:
     for bucket, term_level, severity, seriousness, related in itertools.product(
         (False, True), term_levels, (False, True), (False, True), (False, True)
     ):
+        if (not severity) + (not seriousness) + (not related) > 1:
+            continue  # at most one concrete event filter: keeps the cube small enough for a static page
         rolled = set(term_level)
         rolled |= {"infusion_bucket"} if bucket else set()
         rolled |= {"severity"} if severity else set()

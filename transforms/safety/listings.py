@@ -48,6 +48,8 @@ def course_days(sessions: pd.DataFrame, patients: pd.DataFrame, clinics: pd.Data
 
     Without an enrolment date the patient's first staged session is day 0.
     """
+    if sessions.empty:
+        return pd.Series(dtype="Int64", name="course_day")
     zones = clinics.drop_duplicates("clinic_id").set_index("clinic_id")["timezone"] if not clinics.empty else {}
     frame = sessions[["session_id", "patient_id", "clinic_id", "started_at"]].copy()
     frame["zone"] = frame["clinic_id"].map(zones).fillna("UTC").astype(str)
@@ -57,8 +59,8 @@ def course_days(sessions: pd.DataFrame, patients: pd.DataFrame, clinics: pd.Data
     enrolled = pd.to_datetime(
         patients.drop_duplicates("patient_id").set_index("patient_id")["enrolled_on"], errors="coerce"
     )
-    start = frame["patient_id"].map(enrolled)
-    first = local.groupby(frame["patient_id"]).transform("min")
+    start = pd.to_datetime(frame["patient_id"].map(enrolled), errors="coerce").astype("datetime64[us]")
+    first = local.groupby(frame["patient_id"]).transform("min").astype("datetime64[us]")
     days = (local - start.fillna(first)).dt.days
     return pd.Series(days.astype("Int64").to_numpy(), index=frame["session_id"].to_numpy(), name="course_day")
 

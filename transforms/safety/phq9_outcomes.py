@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from transforms.safety.dissociation_trends import infusion_label
+from transforms.safety.distribution import quantile_columns
 
 OUTCOME_COLUMNS = [
     "clinic_id",
@@ -44,9 +45,9 @@ TRAJECTORY_COLUMNS = [
 
 def phq9_scores(responses: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     """Complete PHQ-9 totals with the infusion they preceded (one per session: the latest)."""
-    context = sessions.set_index("session_id")[["clinic_id", "protocol", "infusion_number"]]
+    context = sessions[["session_id", "clinic_id", "protocol", "infusion_number"]]
     phq9 = responses.loc[(responses["instrument"] == "phq9") & responses["total_score"].notna()]
-    phq9 = phq9[["session_id", "patient_id", "authored_at", "total_score", "item9_score"]].join(
+    phq9 = phq9[["session_id", "patient_id", "authored_at", "total_score", "item9_score"]].merge(
         context, on="session_id", how="inner"
     )
     phq9 = phq9.sort_values(["session_id", "authored_at"], kind="stable").drop_duplicates("session_id", keep="last")
@@ -123,7 +124,6 @@ def phq9_trajectories(scores: pd.DataFrame, patients: pd.DataFrame, max_number: 
     grouped = frame.groupby(keys, sort=True)
     stats = grouped["total_score"].agg(responses="size", mean="mean", median="median")
     stats["patients"] = grouped["patient_id"].nunique()
-    quantiles = grouped["total_score"].quantile([0.25, 0.75]).unstack()
-    stats["p25"], stats["p75"] = quantiles[0.25], quantiles[0.75]
+    stats = stats.join(quantile_columns(grouped["total_score"], {"p25": 0.25, "p75": 0.75}))
     result = stats.reset_index().sort_values(["protocol", "outcome_class", "infusion_order"], kind="stable")
     return result.reset_index(drop=True)[TRAJECTORY_COLUMNS]

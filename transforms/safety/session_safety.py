@@ -1,6 +1,6 @@
 """One row per infusion session with everything the safety rules found: the internal session mart.
 
-Staged sessions, plus sessions known only from their readings (their EHR row is still in quarantine:
+Staged sessions, plus sessions known only from readings or ratings (their EHR row is still in quarantine:
 `session_staged` False, protocol "unknown", evaluated with the default rules) so that no breach is hidden.
 """
 
@@ -28,7 +28,7 @@ SESSION_COLUMNS = [
 
 def session_safety(
     sessions: pd.DataFrame,
-    readings: pd.DataFrame,
+    orphans: pd.DataFrame,
     metrics: pd.DataFrame,
     grades: pd.DataFrame,
     dissociation: pd.DataFrame,
@@ -39,15 +39,11 @@ def session_safety(
     rules: SafetyRules,
     rule_order: list[str],
 ) -> pd.DataFrame:
+    """`orphans`: session_id, patient_id, clinic_id of sessions with readings or ratings but no staged EHR row."""
     staged = sessions[[c for c in SESSION_COLUMNS if c in sessions]].copy()
     staged["session_staged"] = True
-    orphan_ids = sorted(set(readings["session_id"]) - set(staged["session_id"]))
-    if orphan_ids:
-        first = readings.loc[readings["session_id"].isin(orphan_ids)].drop_duplicates("session_id")
-        orphans = pd.DataFrame(
-            {"session_id": first["session_id"].to_numpy(), "protocol": "unknown", "session_staged": False}
-        )
-        staged = pd.concat([staged, orphans], ignore_index=True)
+    if not orphans.empty:
+        staged = pd.concat([staged, orphans.assign(protocol="unknown", session_staged=False)], ignore_index=True)
     frame = staged.set_index("session_id")
     frame["ctcae_version"] = frame["protocol"].map(lambda p: rules.for_protocol(p).ctcae_version)
     frame["infusion_number"] = frame["infusion_number"].astype("Int64")

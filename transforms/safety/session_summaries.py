@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from transforms.safety.distribution import quantile_columns
 from transforms.safety.monitoring_compliance import CHECKS
 
 DIMS = ["clinic_id", "protocol", "infusion_bucket"]
@@ -72,8 +73,7 @@ def discharge_readiness(session_safety: pd.DataFrame) -> pd.DataFrame:
         values = staged[["clinic_id", "protocol", column]].dropna()
         grouped = values.groupby(["clinic_id", "protocol"])[column]
         stats = grouped.agg(sessions="size", mean="mean", median="median")
-        quantiles = grouped.quantile([0.1, 0.9]).unstack()
-        stats["p10"], stats["p90"] = quantiles[0.1], quantiles[0.9]
+        stats = stats.join(quantile_columns(grouped, {"p10": 0.1, "p90": 0.9}))
         rows.append(stats.reset_index().assign(measure=measure))
     not_ready = (
         staged.assign(never=staged["ready_for_discharge_min"].isna())

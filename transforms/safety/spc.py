@@ -62,7 +62,7 @@ def run_signal(values: pd.Series, center: pd.Series, series: pd.Series, run_leng
 
 def _weekly_counts(outcomes: pd.DataFrame, scope: pd.Series) -> pd.DataFrame:
     day = outcomes["started_at"].dt.tz_convert("UTC").dt.tz_localize(None).dt.normalize()
-    week = day - pd.to_timedelta(day.dt.dayofweek, unit="D")
+    week = day - pd.to_timedelta(day.dt.day_of_week, unit="D")
     frame = outcomes.assign(scope=scope.to_numpy(), week_start=week)
     return (
         frame.groupby(["scope", "week_start"])

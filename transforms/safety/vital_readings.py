@@ -26,8 +26,8 @@ def session_frame(sessions: pd.DataFrame, rules: SafetyRules) -> pd.DataFrame:
 def prepare_readings(vital_signs: pd.DataFrame, sessions: pd.DataFrame) -> pd.DataFrame:
     """Readings with `rules_key`, `is_post_dose` and `is_baseline` (the last reading before dosing).
 
-    `sessions` is the output of `session_frame`. Sorted by session, minute and control id, so "consecutive"
-    means consecutive in time (an out-of-order HL7 delivery does not break a run).
+    `sessions` is the output of `session_frame`. Sorted by session, observation time and control id, so
+    "consecutive" means consecutive in time (an out-of-order HL7 delivery does not break a run).
     """
     columns = ["session_id", "observed_at", "control_id", "minutes_from_start", *READING_COLUMNS]
     readings = vital_signs[[c for c in columns if c in vital_signs]].copy()
@@ -43,10 +43,12 @@ def prepare_readings(vital_signs: pd.DataFrame, sessions: pd.DataFrame) -> pd.Da
     ).dt.total_seconds() / 60.0
     readings["rules_key"] = readings["rules_key"].fillna(DEFAULT_PROTOCOL)
     readings = readings.drop(columns=["started_at"])
-    readings = readings.sort_values(["session_id", "minutes_from_start", "control_id"], kind="stable")
+    readings = readings.sort_values(["session_id", "observed_at", "control_id"], kind="stable")
     readings = readings.reset_index(drop=True)
-    readings["is_post_dose"] = readings["minutes_from_start"] >= 0
-    pre = readings.loc[~readings["is_post_dose"]]
+    # A reading whose session start is unknown (its EHR row held without a start time) is evaluated as
+    # post-dose: a dangerous reading is never dropped because the dosing time is unknown.
+    readings["is_post_dose"] = ~(readings["minutes_from_start"] < 0)
+    pre = readings.loc[readings["minutes_from_start"] < 0]
     baseline_index = pre.groupby("session_id", sort=False).tail(1).index
     readings["is_baseline"] = readings.index.isin(baseline_index)
     return readings

@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from transforms.safety.distribution import quantile_columns
+
 MEASURES = ["sbp_mmhg", "dbp_mmhg", "hr_bpm", "spo2_pct"]
 BP_BANDS = ["<120/<80", "120-139/80-89", "140-159/90-99", "160-179/100-109", ">=180/>=110"]
 CURVE_COLUMNS = ["protocol", "minute_bin", "measure", "readings", "sessions", "mean", "median", "p10", "p90"]
@@ -28,8 +30,7 @@ def vital_sign_curves(readings: pd.DataFrame, sessions: pd.DataFrame, bin_min: i
     grouped = long.groupby(["protocol", "minute_bin", "measure"], sort=True)["value"]
     stats = grouped.agg(readings="size", mean="mean", median="median")
     stats["sessions"] = long.groupby(["protocol", "minute_bin", "measure"], sort=True)["session_id"].nunique()
-    quantiles = grouped.quantile([0.1, 0.9]).unstack()
-    stats["p10"], stats["p90"] = quantiles[0.1], quantiles[0.9]
+    stats = stats.join(quantile_columns(grouped, {"p10": 0.1, "p90": 0.9}))
     return stats.reset_index()[CURVE_COLUMNS]
 
 
