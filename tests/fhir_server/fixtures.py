@@ -129,7 +129,7 @@ def run_independent_validator(paths: list[Path | str] | Path | str, *, timeout: 
     result = subprocess.run(
         [_node(), str(HERE / "validate.mjs"), *files], capture_output=True, text=True, timeout=timeout, check=False
     )
-    if result.returncode not in (0, 1):
+    if result.returncode not in (0, 1) or not result.stdout.strip():
         raise RuntimeError(f"validate.mjs failed ({result.returncode}):\n{result.stderr}")
     return json.loads(result.stdout)
 
