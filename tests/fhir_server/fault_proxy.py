@@ -72,8 +72,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _proxy(self) -> None:
         proxy = self.server.proxy
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self._read_body()
         fault = proxy._next_fault()
         status: int | None = None
         try:
@@ -93,6 +92,18 @@ class _Handler(BaseHTTPRequestHandler):
                 raise ValueError(f"unknown fault {fault!r}")
         finally:
             proxy._record(ProxiedRequest(self.command, self.path, fault, status, body))
+
+    def _read_body(self) -> bytes:
+        if "chunked" not in self.headers.get("Transfer-Encoding", "").lower():
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+        chunks = []
+        while size := int(self.rfile.readline().split(b";")[0], 16):
+            chunks.append(self.rfile.read(size))
+            self.rfile.readline()  # the CRLF after each chunk
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass  # trailer fields, up to the blank line
+        return b"".join(chunks)
 
     def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> int:
         self.send_response(status)
