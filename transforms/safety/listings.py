@@ -52,14 +52,14 @@ def course_days(sessions: pd.DataFrame, patients: pd.DataFrame, clinics: pd.Data
         return pd.Series(dtype="Int64", name="course_day")
     zones = clinics.drop_duplicates("clinic_id").set_index("clinic_id")["timezone"] if not clinics.empty else {}
     frame = sessions[["session_id", "patient_id", "clinic_id", "started_at"]].copy()
-    frame["zone"] = frame["clinic_id"].map(zones).fillna("UTC").astype(str)
+    frame["zone"] = frame["clinic_id"].map(zones).astype(object).fillna("UTC").astype(str)
     local = pd.Series(pd.NaT, index=frame.index, dtype="datetime64[us]")
     for zone, group in frame.groupby("zone"):
         local.loc[group.index] = group["started_at"].dt.tz_convert(zone).dt.tz_localize(None).dt.normalize()
-    enrolled = pd.to_datetime(
-        patients.drop_duplicates("patient_id").set_index("patient_id")["enrolled_on"], errors="coerce"
-    )
-    start = pd.to_datetime(frame["patient_id"].map(enrolled), errors="coerce").astype("datetime64[us]")
+    enrolled = patients[["patient_id", "enrolled_on"]].drop_duplicates("patient_id")
+    enrolled = enrolled.assign(enrolled_on=pd.to_datetime(enrolled["enrolled_on"], errors="coerce"))
+    joined = frame[["patient_id"]].merge(enrolled, on="patient_id", how="left")
+    start = pd.Series(joined["enrolled_on"].to_numpy(), index=frame.index).astype("datetime64[us]")
     first = local.groupby(frame["patient_id"]).transform("min").astype("datetime64[us]")
     days = (local - start.fillna(first)).dt.days
     return pd.Series(days.astype("Int64").to_numpy(), index=frame["session_id"].to_numpy(), name="course_day")
