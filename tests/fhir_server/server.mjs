@@ -3,11 +3,12 @@
 //   node server.mjs [PORT]      PORT (or env PORT) 0 or absent = a free port
 //   env VALIDATE=1              validate every written resource (base definition + profiles, as validate.mjs);
 //                               a resource with an error is rejected with 400 and an OperationOutcome
+//   env STRICT_TRANSACTIONS=1   Medplum's transaction mode (see below)
 //
 // Prints `READY http://127.0.0.1:<port>/fhir/R4` on stdout once listening. Besides the FHIR API under that base,
 // `POST /admin/reset` empties the repository (204), so that one server process serves a whole test session.
-// Limits (Medplum's in-memory repository): nothing persists, transactions are not atomic (entries written before
-// a failing one stay), client-chosen ids are accepted on update-as-create.
+// Limits (Medplum's in-memory repository): nothing persists, a transaction is processed entry by entry (a failing
+// entry does not fail the others, nor the request), client-chosen ids are accepted on update-as-create.
 import http from 'node:http';
 import { badRequest, getStatus, normalizeOperationOutcome, OperationOutcomeError } from '@medplum/core';
 import { FhirRouter, MemoryRepository } from '@medplum/fhir-router';
@@ -81,7 +82,11 @@ async function handle(req, res, baseUrl) {
     return;
   }
   // Medplum's router takes the URL relative to the base (only `url`: it rejects requests that set `pathname`).
-  // `transactions: true` makes a transaction Bundle run as one (without it, Medplum processes it as a batch).
+  // `transactions: true` makes a transaction Bundle run as one, with the limits of Medplum's PostgreSQL server:
+  // at most 50 updates, and at most 8 entries once a conditional update needs serializable isolation. Those
+  // limits protect a database this in-memory repository does not have (it is not atomic either), and no
+  // HAPI server has them, so by default (STRICT_TRANSACTIONS unset) a transaction is processed entry by entry
+  // like Medplum's batch: urn:uuid references rewritten, one outcome per entry, `transaction-response`.
   const fhirRequest = {
     method: req.method,
     url: req.url.slice(BASE_PATH.length) || '/',
@@ -89,7 +94,7 @@ async function handle(req, res, baseUrl) {
     params: {},
     query: {},
     headers: req.headers,
-    config: { transactions: true },
+    config: { transactions: process.env.STRICT_TRANSACTIONS === '1' },
   };
   const [outcome, resource] = await router.handleRequest(fhirRequest, repo);
   const status = getStatus(outcome);

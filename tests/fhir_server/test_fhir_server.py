@@ -167,6 +167,28 @@ def test_transaction_creates_once_and_a_replay_creates_nothing(fresh_fhir_server
     assert adverse_event["subject"] == {"reference": f"Patient/{patient_id}"}
 
 
+def test_a_large_conditional_transaction_is_processed_entry_by_entry(fresh_fhir_server: FhirServer) -> None:
+    """Medplum's own transaction mode refuses more than 8 entries once one is conditional; this server processes
+    transactions like batches (README): every entry runs, a failing one is reported in its own response."""
+    base = fresh_fhir_server.base_url
+    entries = [
+        {
+            "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:test", "value": f"p{i}"}]},
+            "request": {"method": "POST", "url": "Patient", "ifNoneExist": f"identifier=urn%3Atest%7Cp{i}"},
+        }
+        for i in range(12)
+    ]
+    entries.insert(
+        5, {"resource": {"resourceType": "Patient"}, "request": {"method": "PUT", "url": "Patient/other-id"}}
+    )
+    status, response = fhir_request("POST", base, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert status == 200, response
+    assert response is not None and response["type"] == "transaction-response"
+    statuses = [e["response"]["status"][:3] for e in response["entry"]]
+    assert statuses == ["201"] * 5 + ["400"] + ["201"] * 7
+    assert search_count(base, "Patient") == 12
+
+
 def write_ndjson(path: Path, resources: list[dict[str, Any]]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in resources), encoding="utf-8")
     return path
