@@ -11,6 +11,9 @@ from clinic_pipeline.ingest.run import run_pipeline
 from clinic_pipeline.lake import Lake
 from clinic_pipeline.simulator.truth import GroundTruth
 from tests.conftest import GeneratedNetwork
+from tests.fhir_server.fixtures import fault_proxy, fhir_server, fresh_fhir_server
+
+__all__ = ["fault_proxy", "fhir_server", "fresh_fhir_server"]
 
 
 @dataclass

@@ -149,3 +149,66 @@ def staged_rows() -> StagedNetwork:
             ]
         ),
     )
+
+
+def staged_patients(count: int) -> StagedNetwork:
+    """`staged_rows()` for `count` patients of the same clinic (keys suffixed), as one staged network."""
+    import pandas as pd
+
+    copies = []
+    for n in range(count):
+        one = staged_rows()
+        for name in (
+            "patients",
+            "infusion_sessions",
+            "vital_signs",
+            "questionnaire_responses",
+            "clinician_ratings",
+            "adverse_events",
+        ):
+            frame = getattr(one, name).copy()
+            for column in ("patient_id", "session_id", "mrn", "ae_id", "rating_key", "questionnaire_id"):
+                if column in frame:
+                    frame[column] = (
+                        frame[column]
+                        .astype(str)
+                        .str.replace("P00007", f"P{n:05d}")
+                        .str.replace("0000007", f"00000{n:02d}")
+                    )
+            setattr(one, name, frame)
+        # An app response id with a '+': a conditional update must URL-encode it or create a duplicate.
+        one.questionnaire_responses["questionnaire_id"] = f"resp+{n:03d}"
+        copies.append(one)
+    first = copies[0]
+    return StagedNetwork(
+        clinics=first.clinics,
+        **{
+            name: pd.concat([getattr(c, name) for c in copies], ignore_index=True)
+            for name in (
+                "patients",
+                "infusion_sessions",
+                "vital_signs",
+                "questionnaire_responses",
+                "clinician_ratings",
+                "adverse_events",
+            )
+        },
+    )
+
+
+def write_lake(root, staged: StagedNetwork):
+    """The staged tables as a lake (one Parquet file per table), ready for export."""
+    from clinic_pipeline.lake import Lake
+
+    lake = Lake(root)
+    for name in (
+        "clinics",
+        "patients",
+        "infusion_sessions",
+        "vital_signs",
+        "questionnaire_responses",
+        "clinician_ratings",
+        "adverse_events",
+    ):
+        lake.write_parquet(lake.path("staged", name, "part.parquet"), getattr(staged, name))
+    return lake
