@@ -53,9 +53,12 @@ class ExportSummary:
         return sum(self.counts.values())
 
 
-def load_staged_network(lake: Lake, detected_events: pd.DataFrame | None = None) -> StagedNetwork:
+def load_staged_network(lake: Lake) -> StagedNetwork:
+    """The staged tables, plus the events the safety rules detected (from the marts, when built)."""
+    from clinic_pipeline.fhir.detected import detected_events
+
     tables = {name: lake.read_parquets(lake.staged_table(name)) for name in STAGED_TABLES}
-    return StagedNetwork(**tables, detected_events=detected_events if detected_events is not None else pd.DataFrame())
+    return StagedNetwork(**tables, detected_events=detected_events(lake, tables["infusion_sessions"]))
 
 
 def as_of(staged: StagedNetwork) -> str:
@@ -75,8 +78,8 @@ def as_of(staged: StagedNetwork) -> str:
     return newest.tz_convert("UTC").strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export_fhir(lake: Lake, detected_events: pd.DataFrame | None = None) -> ExportSummary:
-    staged = load_staged_network(lake, detected_events)
+def export_fhir(lake: Lake) -> ExportSummary:
+    staged = load_staged_network(lake)
     export_dir = lake.path(*EXPORT_DIR)
     export_dir.mkdir(parents=True, exist_ok=True)
     run = uuid.uuid4().hex

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import jsonschema
 import orjson
+import pandas as pd
 import pytest
 
 from clinic_pipeline.cli import main
@@ -81,6 +82,31 @@ def _truth_events_with_labels(truth) -> list[dict]:
 def _all_terms(config: dict):
     events = config["adverse_events"]
     return [*events["terms"].items(), *events["derived_terms"].items()]
+
+
+def test_events_the_safety_rules_detected_are_exported_once(faulty_ingested, tmp_path):
+    """(A faulty network: staff records held in quarantine leave detected events that nobody recorded.)"""
+    from clinic_pipeline.lake import Lake
+    from clinic_pipeline.safety.marts import build_marts
+
+    copy = tmp_path / "lake"
+    shutil.copytree(faulty_ingested.root, copy)
+    lake = Lake(copy)
+    build_marts(lake)
+    export_fhir(lake)
+    events = read_export(copy)["AdverseEvent"]
+    detected = [e for e in events if e["identifier"]["system"].endswith("detected-adverse-event")]
+    mart = pd.read_parquet(copy / "marts" / "adverse_events.parquet")
+    expected = mart[
+        mart["origin"].ne("staff_recorded") & mart["counts_in_incidence"] & mart["matched_staff_ae_id"].isna()
+    ]
+    assert len(detected) == len(expected) > 0
+    assert {e["extension"][-1]["valueCode"] for e in detected} <= set(expected["source_rule"])
+    staff = [e for e in events if e["identifier"]["system"].endswith(":adverse-event")]
+    staged = lake.read_parquets(lake.staged_table("adverse_events"))
+    assert len(staff) <= len(staged), "staff-recorded events are not sent twice"
+    report = validate_files(sorted((copy / "fhir" / "export").glob("*.ndjson")))
+    assert report.ok, [str(p) for p in report.problems[:5]]
 
 
 def test_every_suicidality_answer_reaches_fhir(clean_export):

@@ -418,3 +418,56 @@ def test_validator_catches_what_fhir_resources_lets_through(golden, mutate, expe
     mutate(bp)
     messages = " ".join(f"{path} {message}" for path, message in resource_problems(bp))
     assert expected.lower() in messages.lower(), messages
+
+
+def test_golden_rule_detected_event_carries_the_rule_and_no_guessed_assessment():
+    staged = staged_rows()
+    staged.detected_events = pd.DataFrame(
+        [
+            {
+                "event_key": "C001-P00007-I002:severe_bp_sustained:hypertension",
+                "rule": "severe_bp_sustained",
+                "session_id": "C001-P00007-I002",
+                "patient_id": "C001-P00007",
+                "code_system": "SNOMED",
+                "code": "24184005",
+                "label": "Blood pressure increased",
+                "detected_at": t("2026-01-06 15:35"),
+                "batch_id": "safety-rules",
+                "ctcae_grade": 3,
+                "ctcae_version": "5.0",
+            }
+        ]
+    )
+    network = map_network(staged)
+    event = by_identifier(network, "AdverseEvent", "C001-P00007-I002:severe_bp_sustained:hypertension")
+    assert event["extension"] == [
+        {
+            "url": "urn:ketamine-network:StructureDefinition/ctcae-grade",
+            "valueCoding": {
+                "system": "urn:ketamine-network:CodeSystem/ctcae-grade",
+                "version": "5.0",
+                "code": "3",
+                "display": "Grade 3",
+            },
+        },
+        {"url": "urn:ketamine-network:StructureDefinition/detection-rule", "valueCode": "severe_bp_sustained"},
+    ]
+    assert event["identifier"] == {
+        "system": "urn:ketamine-network:detected-adverse-event",
+        "value": "C001-P00007-I002:severe_bp_sustained:hypertension",
+    }
+    assert event["event"]["coding"] == [
+        {"system": "http://snomed.info/sct", "code": "24184005", "display": "Blood pressure increased"}
+    ]
+    assert event["date"] == event["detected"] == "2026-01-06T15:35:00Z"
+    assert event["severity"]["coding"][0]["code"] == "severe"
+    assert "seriousness" not in event and "outcome" not in event, "a clinician's assessment is never guessed"
+    assert event["suspectEntity"] == [{"instance": {"reference": ADMINISTRATION}}]
+    provenance = [
+        p
+        for p in network.resources["Provenance"].resources
+        if p["entity"][0]["what"]["identifier"]["value"] == "safety-rules"
+    ]
+    assert [t["reference"] for t in provenance[0]["target"]] == [f"AdverseEvent/{event['id']}"]
+    assert resource_problems(event) == []
