@@ -1,8 +1,9 @@
 """
 ### FHIR R4 export and delivery
 
-Scheduled on the staged tables: whenever an ingest DAG stages new rows, this DAG maps the whole staged
-network to FHIR R4 (Organization, Patient, Encounter, MedicationAdministration, vital-sign Observations,
+Scheduled on the staged tables and the safety marts: whenever an ingest DAG stages new rows (and again when
+the safety DAG has rebuilt the marts, whose rule-detected adverse events it also exports), this DAG maps the whole
+staged network to FHIR R4 (Organization, Patient, Encounter, MedicationAdministration, vital-sign Observations,
 QuestionnaireResponse + scored Observation, AdverseEvent, Provenance), validates every resource (vectorised
 row checks plus the full validator once per resource shape), writes the Bulk Data export
 (`fhir/export/<Type>.ndjson` + `manifest.json`, rejected rows in `quarantine/fhir/`), then delivers the
@@ -15,14 +16,14 @@ from __future__ import annotations
 import pendulum
 from airflow.sdk import AssetAny, dag, task
 
-from clinic_pipeline.orchestration.assets import STAGED_TABLES, fhir_export_asset, staged_asset
+from clinic_pipeline.orchestration.assets import STAGED_TABLES, fhir_export_asset, safety_marts_asset, staged_asset
 
 FHIR_SOURCES = [t for tables in STAGED_TABLES.values() for t in tables if t != "concomitant_medications"]
 
 
 @dag(
     dag_id="fhir_export",
-    schedule=AssetAny(*(staged_asset(t) for t in FHIR_SOURCES)),
+    schedule=AssetAny(*(staged_asset(t) for t in FHIR_SOURCES), safety_marts_asset()),
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     max_active_runs=1,

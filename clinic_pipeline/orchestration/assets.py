@@ -64,3 +64,18 @@ def _lake_uri(*parts: str) -> str:
 def fhir_export_asset() -> Asset:
     """The FHIR Bulk Data export (its manifest is the commit point)."""
     return Asset(name="fhir_export", uri=_lake_uri("fhir", "export"), group="fhir")
+
+
+def safety_marts_asset() -> Asset:
+    """The safety marts (their manifest is written last)."""
+    return Asset(name="safety_marts", uri=_lake_uri("marts"), group="safety")
+
+
+def safety_dashboard_asset() -> Asset:
+    """The published safety dashboard (`dashboards/latest/`)."""
+    return Asset(name="safety_dashboard", uri=_lake_uri("dashboards", "latest"), group="safety")
+
+
+def clinical_staged_assets() -> list[Asset]:
+    """The staged tables the safety marts and the FHIR export are built from."""
+    return [staged_asset(t) for tables in STAGED_TABLES.values() for t in tables]

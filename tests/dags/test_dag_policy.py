@@ -8,10 +8,13 @@ import sys
 
 import pytest
 
+from clinic_pipeline.orchestration.assets import STAGED_TABLES
 from tests.dags.conftest import REPO
 
+STAGED_TABLES_ALL = [t for tables in STAGED_TABLES.values() for t in tables]
+
 INGEST_DAG_IDS = {"ingest_ehr", "ingest_monitor_vitals", "ingest_epro_questionnaires"}
-DAG_IDS = {*INGEST_DAG_IDS, "fhir_export"}
+DAG_IDS = {*INGEST_DAG_IDS, "fhir_export", "safety_review"}
 
 
 def test_dags_import_without_errors(dagbag):
@@ -70,10 +73,19 @@ def test_fhir_dag_is_scheduled_on_the_staged_tables_and_produces_the_export(dagb
         "staged_vital_signs",
         "staged_questionnaire_responses",
         "staged_clinician_ratings",
+        "safety_marts",
     }
     outlets = {o.name for t in dag.tasks for o in t.outlets}
     assert outlets == {"fhir_export"}
     assert [t.task_id for t in dag.topological_sort()] == ["export_bulk_ndjson", "deliver_to_fhir_server"]
+
+
+def test_safety_dag_sends_alerts_before_it_publishes_the_dashboard(dagbag):
+    dag = dagbag.get_dag("safety_review")
+    scheduled_on = {a.name for a in dag.timetable.asset_condition.objects}
+    assert scheduled_on == {f"staged_{t}" for t in STAGED_TABLES_ALL}
+    assert [t.task_id for t in dag.topological_sort()] == ["build_marts", "raise_alerts", "publish_dashboard"]
+    assert {o.name for t in dag.tasks for o in t.outlets} == {"safety_marts", "safety_dashboard"}
 
 
 def test_production_event_bus_uses_redis_streams():
