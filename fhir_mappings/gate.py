@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import Any
 
+import orjson
 import pandas as pd
 
 from fhir_mappings.mapped import Mapped, concat_rejections
@@ -29,25 +30,31 @@ def _row_key(resource: dict[str, Any]) -> str:
 
 
 def gate(mapped: Mapped, verdicts: dict[Hashable, str | None] | None = None) -> Mapped:
-    """The resources that may leave the pipeline; the others move to `rejections` with their reason.
+    """The resources that may leave the pipeline, serialized; the others move to `rejections` with a reason.
 
     `verdicts` (shape -> first problem, or None) carries across calls so each shape is validated once per run.
     """
     verdicts = {} if verdicts is None else verdicts
+    built_as_dicts = bool(mapped.resources)
+    if built_as_dicts:
+        mapped.ids = [r["id"] for r in mapped.resources]
+        mapped.lines = [orjson.dumps(r) for r in mapped.resources]
     keep: list[bool] = []
     seen: set[str] = set()
     rejected: list[dict[str, str]] = []
-    for resource, shape, batch in zip(mapped.resources, mapped.shapes, mapped.batch_ids, strict=True):
+    for index, (rid, shape, batch) in enumerate(zip(mapped.ids, mapped.shapes, mapped.batch_ids, strict=True)):
         if shape not in verdicts:
-            found = resource_problems(resource)
+            example = mapped.resources[index] if built_as_dicts else mapped.examples[shape]
+            found = resource_problems(example)
             verdicts[shape] = f"{found[0][0]}: {found[0][1]}" if found else None
         problem = verdicts[shape]
         rule = "fhir_structure" if problem else None
-        if problem is None and resource["id"] in seen:
+        if problem is None and rid in seen:
             rule, problem = "duplicate_id", "another source row maps to the same resource id"
-        seen.add(resource["id"])
+        seen.add(rid)
         keep.append(rule is None)
         if rule is not None:
+            resource = mapped.resources[index] if built_as_dicts else orjson.loads(mapped.lines[index])
             rejected.append(
                 {
                     "resource_type": mapped.resource_type,
@@ -58,7 +65,6 @@ def gate(mapped: Mapped, verdicts: dict[Hashable, str | None] | None = None) -> 
                     "reason": str(problem),
                 }
             )
-    out = Mapped(mapped.resource_type, rejections=concat_rejections([mapped.rejections, pd.DataFrame(rejected)]))
-    for field in ("resources", "shapes", "patient_ids", "batch_ids", "source_times"):
-        setattr(out, field, [v for v, k in zip(getattr(mapped, field), keep, strict=True) if k])
-    return out
+    mapped.keep(keep)
+    mapped.rejections = concat_rejections([mapped.rejections, pd.DataFrame(rejected)])
+    return mapped

@@ -5,11 +5,15 @@ fails a check becomes a rejection naming the source table, the row key, the batc
 is built for it. Each resource also carries a *shape*: the builder's name for which optional parts it has.
 Resources of one shape differ only in values that the row checks already proved valid, so validating one
 resource per shape with the full validator proves the structure of all of them (see `fhir_mappings.gate`).
+
+Most builders return dicts (`resources`); the export gate serializes them. The bulk of a network, the vital
+signs, is built straight as NDJSON lines from a per-shape byte template (`fhir_mappings.template`): then
+`resources` is empty and `examples` holds, per shape, the dict the template was made from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 REJECTION_COLUMNS = ["resource_type", "source_table", "row_key", "batch_id", "rule", "reason"]
+
+
+PER_RESOURCE = ("ids", "lines", "resources", "shapes", "patient_ids", "batch_ids", "source_times")
 
 
 @dataclass
@@ -28,18 +35,32 @@ class Mapped:
     batch_ids: list[str] = field(default_factory=list)  # source batch, for Provenance
     source_times: list[str] = field(default_factory=list)  # when the source recorded it, for Provenance
     rejections: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=REJECTION_COLUMNS))
+    ids: list[str] = field(default_factory=list)  # filled by template builders and by the gate
+    lines: list[bytes] = field(default_factory=list)  # the NDJSON line of each resource (idem)
+    examples: dict[Hashable, dict[str, Any]] = field(default_factory=dict)  # shape -> template source
 
     def extend(self, other: Mapped) -> None:
         assert other.resource_type == self.resource_type
-        self.resources += other.resources
-        self.shapes += other.shapes
-        self.patient_ids += other.patient_ids
-        self.batch_ids += other.batch_ids
-        self.source_times += other.source_times
+        for name in PER_RESOURCE:
+            getattr(self, name).extend(getattr(other, name))
+        self.examples.update(other.examples)
         self.rejections = concat_rejections([self.rejections, other.rejections])
 
+    def keep(self, keep: list[bool]) -> None:
+        """Drop the resources whose flag is False from every per-resource list."""
+        for name in PER_RESOURCE:
+            values = getattr(self, name)
+            if values:
+                setattr(self, name, [v for v, k in zip(values, keep, strict=True) if k])
+
+    def all_resources(self) -> list[dict[str, Any]]:
+        """Every resource as a dict (parses template-built lines: for tests and rare paths only)."""
+        import orjson
+
+        return self.resources if self.resources or not self.lines else [orjson.loads(line) for line in self.lines]
+
     def __len__(self) -> int:
-        return len(self.resources)
+        return max(len(self.resources), len(self.lines))
 
 
 def concat_rejections(frames: list[pd.DataFrame]) -> pd.DataFrame:
@@ -90,10 +111,13 @@ def split_rows(
     *,
     resource_type: str,
     source_table: str,
-    key: pd.Series,
+    key: pd.Series | Callable[[pd.DataFrame], pd.Series],
     batch: pd.Series | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(rows that pass every check, one rejection per failing row naming its first broken rule)."""
+    """(rows that pass every check, one rejection per failing row naming its first broken rule).
+
+    `key` may be a function of the failing rows, for keys that are costly to format for every row.
+    """
     if frame.empty:
         return frame, pd.DataFrame(columns=REJECTION_COLUMNS)
     rule = pd.Series(pd.NA, index=frame.index, dtype="string")
@@ -107,7 +131,7 @@ def split_rows(
         {
             "resource_type": resource_type,
             "source_table": source_table,
-            "row_key": key[bad].astype("string"),
+            "row_key": (key(frame[bad]) if callable(key) else key[bad]).astype("string"),
             "batch_id": (batch[bad].astype("string") if batch is not None else pd.Series("", index=frame.index)[bad]),
             "rule": rule[bad],
             "reason": reason[bad],

@@ -70,6 +70,7 @@ def map_network(staged: StagedNetwork) -> FhirNetwork:
     mapper = NetworkMapper(staged)
     resources = {t: Mapped(t) for t in RESOURCE_TYPES}
     for group in mapper.groups():
+        group.resources = group.all_resources()
         resources[group.resource_type].extend(group)
     return FhirNetwork(resources, mapper.rejections())
 
@@ -94,8 +95,9 @@ class NetworkMapper:
         return concat_rejections(self._rejections)[REJECTION_COLUMNS]
 
     def _admit(self, mapped: Mapped) -> Mapped:
+        before = len(mapped.rejections)
         admitted = gate(mapped, self.verdicts)
-        self.held_back |= len(admitted.rejections) > len(mapped.rejections)
+        self.held_back |= len(admitted.rejections) > before
         if self.held_back:  # only after the gate held something back can a reference dangle
             _drop_dangling(admitted, self.exported)
         rows = list(trail(admitted))
@@ -177,8 +179,9 @@ def _questionnaire_sources(
 
 def _drop_dangling(mapped: Mapped, exported: set[str]) -> None:
     """Hold back resources that point to something the gate held back (parents are admitted first)."""
-    own = {f"{mapped.resource_type}/{r['id']}" for r in mapped.resources}
-    keep = [all(ref in exported or ref in own for ref in references(r)) for r in mapped.resources]
+    resources = mapped.all_resources()
+    own = {f"{mapped.resource_type}/{rid}" for rid in mapped.ids}
+    keep = [all(ref in exported or ref in own for ref in references(r)) for r in resources]
     if all(keep):
         return
     dropped = [
@@ -190,9 +193,8 @@ def _drop_dangling(mapped: Mapped, exported: set[str]) -> None:
             "rule": "reference_unresolved",
             "reason": "refers to a resource held back by the export gate",
         }
-        for r, batch, k in zip(mapped.resources, mapped.batch_ids, keep, strict=True)
+        for r, batch, k in zip(resources, mapped.batch_ids, keep, strict=True)
         if not k
     ]
     mapped.rejections = concat_rejections([mapped.rejections, pd.DataFrame(dropped)])
-    for name in ("resources", "shapes", "patient_ids", "batch_ids", "source_times"):
-        setattr(mapped, name, [v for v, k in zip(getattr(mapped, name), keep, strict=True) if k])
+    mapped.keep(keep)

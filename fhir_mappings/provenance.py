@@ -24,7 +24,7 @@ def source_of(batch_id: str) -> str:
 
 def trail(mapped: Mapped) -> Iterable[tuple[str, str | None, str, str]]:
     """(reference, owning patient, source batch, source time) of each resource: all Provenance needs."""
-    refs = [f"{mapped.resource_type}/{r['id']}" for r in mapped.resources]
+    refs = [f"{mapped.resource_type}/{rid}" for rid in mapped.ids]
     return zip(refs, mapped.patient_ids, mapped.batch_ids, mapped.source_times, strict=True)
 
 
@@ -43,7 +43,7 @@ def build_provenance(trails: Iterable[tuple[str, str | None, str, str]]) -> Mapp
             {
                 "resourceType": "Provenance",
                 "id": ids.resource_id("Provenance", ids.PROVENANCE, value),
-                "target": [{"reference": r} for r in sorted(refs)],
+                "target": [{"reference": r} for r in refs],  # source order: deterministic, no sort needed
                 "recorded": recorded[(batch, patient)],
                 "agent": [
                     {

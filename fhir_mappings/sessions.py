@@ -28,7 +28,7 @@ from fhir_mappings.terminology import (
     routes,
     session_statuses,
 )
-from fhir_mappings.vital_signs import vital_sign_observation
+from fhir_mappings.vital_signs import observation
 
 AMBULATORY = {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"}
 INFUSION_NUMBER = f"{EXTENSIONS}/infusion-number"
@@ -122,17 +122,26 @@ def build_encounters(sessions: pd.DataFrame) -> Mapped:
 
 def build_dosing_weights(sessions: pd.DataFrame, weight_kg: pd.Series) -> Mapped:
     """The body weight the dose was calculated from (the EHR's weight of the patient), one per session."""
-    weights = sessions.assign(weight_kg=sessions["patient_id"].map(weight_kg))
-    weights = weights[weights["weight_kg"].notna()]
-    return vital_sign_observation(
-        weights.assign(observation_key=weights["session_id"]),
-        "body_weight",
-        "weight_kg",
-        identifier_system=ids.DOSING_WEIGHT,
-        effective=utc_text(weights["started_at"]),
-        batches=source_batches(weights),
-        source_times=utc_text(weights["updated_at"]),
-    )
+    weighed = sessions.assign(weight_kg=sessions["patient_id"].map(weight_kg))
+    weighed = weighed[weighed["weight_kg"].notna()]
+    out = Mapped("Observation")
+    for key, patient, when, value, batch, updated in zip(
+        weighed["session_id"].tolist(),
+        weighed["patient_id"].tolist(),
+        utc_text(weighed["started_at"]),
+        weighed["weight_kg"].astype("float64").round(2).tolist(),
+        source_batches(weighed),
+        utc_text(weighed["updated_at"]),
+        strict=True,
+    ):
+        subject, encounter = f"Patient/{ids.patient_id(patient)}", f"Encounter/{ids.encounter_id(key)}"
+        rid = dosing_weight_id(key)
+        out.resources.append(observation("body_weight", ids.DOSING_WEIGHT, rid, key, subject, encounter, when, value))
+        out.shapes.append(("Observation", "body_weight"))
+        out.patient_ids.append(patient)
+        out.batch_ids.append(batch)
+        out.source_times.append(updated)
+    return out
 
 
 def build_medication_administrations(sessions: pd.DataFrame, weighed: set[str]) -> Mapped:

@@ -89,8 +89,8 @@ def export_fhir(lake: Lake) -> ExportSummary:
     mapper = NetworkMapper(staged)
     try:
         for group in mapper.groups():
-            if group.resources:
-                handles[group.resource_type].write(b"\n".join(map(orjson.dumps, group.resources)) + b"\n")
+            if group.lines:
+                handles[group.resource_type].write(b"\n".join(group.lines) + b"\n")
                 counts[group.resource_type] += len(group)
     finally:
         for handle in handles.values():
