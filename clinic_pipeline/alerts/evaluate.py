@@ -38,6 +38,7 @@ log = logging.getLogger("clinic_pipeline.alerts")
 
 SEVERE_BP_RULES = ("severe_bp_sustained", "severe_bp_single")
 PSEUDONYMS = ("state", "pseudonyms.parquet")
+SESSION_COLUMNS = ["session_id", "patient_id", "clinic_id", "protocol", "infusion_number", "started_at"]
 CSSRS_RULE, PHQ9_RULE = "cssrs_high_risk", "phq9_item9"
 
 
@@ -102,7 +103,15 @@ class SessionContext:
         from clinic_pipeline.safety.staged_tables import read_staged
         from transforms.safety import listings, pseudonyms
 
-        columns = ["session_id", "patient_id", "clinic_id", "protocol", "infusion_number", "started_at"]
+        columns = [
+            "session_id",
+            "patient_id",
+            "clinic_id",
+            "protocol",
+            "infusion_number",
+            "started_at",
+            "session_staged",
+        ]
         frame = sessions[columns].drop_duplicates("session_id") if not sessions.empty else pd.DataFrame(columns=columns)
         frame = frame.set_index("session_id", drop=False)
         needed = set(marts["adverse_events"].get("patient_id", pd.Series(dtype=object)).dropna())
@@ -127,6 +136,10 @@ class SessionContext:
         if not isinstance(session_id, str) or session_id not in self.sessions.index:
             return None
         return _plain(self.sessions.at[session_id, column])
+
+    def staged(self, session_id: object) -> bool:
+        """The session's EHR record is staged (else it is late, or held in quarantine)."""
+        return bool(self.session(session_id, "session_staged"))
 
     def token(self, patient_id: object) -> str:
         value = self.tokens.get(str(patient_id)) if isinstance(patient_id, str) else None
@@ -199,8 +212,11 @@ def breach_alerts(breaches: pd.DataFrame, context: SessionContext) -> list[Safet
             "readings in the run": str(_int(row.get("run_readings"))),
             "breach started": "unknown" if first is None else f"{float(first):+g} min from the start of dosing",
         }
-        if not bool(row.get("session_staged", True)):
-            details["note"] = "the session's EHR record is held in quarantine: minutes are from the readings only"
+        if not context.staged(session_id):
+            details["note"] = (
+                "the session's EHR record is not staged (late or held in quarantine): infusion number unknown, "
+                "minutes as the monitor reported them"
+            )
         alerts.append(
             SafetyAlert(
                 dedupe_key=f"breach:{session_id}:{row['rule']}",
@@ -243,6 +259,8 @@ def suicidality_alerts(flags: pd.DataFrame, context: SessionContext) -> list[Saf
         }
         if not isinstance(session_id, str):
             details["note"] = "the questionnaire is not linked to an infusion session"
+        elif not context.staged(session_id):
+            details["note"] = "the infusion session's EHR record is not staged (late or held in quarantine)"
         clinic = row.get("clinic_id") or context.session(session_id, "clinic_id") or "unknown"
         alerts.append(
             SafetyAlert(

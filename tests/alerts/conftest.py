@@ -36,6 +36,13 @@ def alerts_build(tmp_path_factory: pytest.TempPathFactory) -> SafetyBuild:
     return ingest_and_build(generate(root, clinics=6, days=10, seed=39), root)
 
 
+@pytest.fixture(scope="session")
+def faulty_alerts_build(tmp_path_factory: pytest.TempPathFactory) -> SafetyBuild:
+    """4 clinics x 6 days with every fault kind (partial questionnaires, EHR rows held in quarantine...)."""
+    root = tmp_path_factory.mktemp("alerts_faulty")
+    return ingest_and_build(generate(root, clinics=4, days=6, seed=5, faults=0.12), root)
+
+
 def copy_lake(source: Path, target: Path, *, all_staged: bool = False) -> Lake:
     """What the alerts read: the marts, the pseudonym lookup and the staged patients and clinics (or every
     staged table, to rebuild the marts)."""

@@ -96,3 +96,37 @@ def test_breach_alert_reports_the_reading_that_confirmed_it(alerts_build, lake):
             assert alert.details["reading"] == f"{b['value']} mmHg"
             assert alert.details["breach started"] == f"{b['minutes_from_start']:+g} min from the start of dosing"
             assert alert.minutes_from_start >= b["minutes_from_start"]
+
+
+def test_faulty_network_alerts_every_kept_flag_and_every_unanswered_item(faulty_alerts_build):
+    """Faults never invent an alert, a positive answer lost to a fault is explained, and every unanswered
+    suicidality item (a partially answered form) alerts for review."""
+    build = faulty_alerts_build
+    truth = build.network.truth
+    alerts = evaluate_alerts(build.lake)
+    flags = build.mart("suicidality_flags")
+    faults = truth["faults"]
+    partial = {f["location"].get("questionnaire_id") for f in faults if f["kind"] == "partial_questionnaire"}
+    faulted = {f["location"].get("questionnaire_id") for f in faults}
+
+    positive = {a.dedupe_key for a in alerts if a.kind == model.SUICIDALITY}
+    truth_keys = {f"suicidality:{f['questionnaire_id']}:{f['rule']}" for f in truth["suicidality_flags"]}
+    assert positive and positive <= truth_keys
+    quarantine = build.lake.read_parquets(build.lake.path("quarantine"))
+    for key in truth_keys - positive:
+        questionnaire_id = key.split(":")[1]
+        assert questionnaire_id in faulted or f"questionnaire_responses:{questionnaire_id}" in set(
+            quarantine["row_key"]
+        )
+
+    unknown = [a for a in alerts if a.kind == model.SUICIDALITY_UNKNOWN]
+    expected = flags.loc[flags["flag_kind"] == "unknown"]
+    assert len(unknown) == len(expected) > 0
+    assert {a.dedupe_key.split(":")[1] for a in unknown} == set(expected["questionnaire_id"]) <= partial
+    assert all(a.priority == model.REVIEW and a.patient_token.startswith("P-") for a in unknown)
+
+    # A flag whose session's EHR row is held still alerts, naming clinic and token; the infusion is unknown.
+    held = [a for a in alerts if a.infusion_number is None]
+    assert held and all(a.clinic_id.startswith("C") and a.patient_token.startswith("P-") for a in held)
+    assert all("not staged" in a.details.get("note", "") for a in held)
+    assert "Infusion number: unknown" in held[0].text()
