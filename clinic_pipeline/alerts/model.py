@@ -128,7 +128,7 @@ class SafetyAlert:
     # --- storage -----------------------------------------------------------------------------------------
 
     def to_record(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(asdict(self))  # key order kept: details read in the order they were raised
 
     @classmethod
     def from_record(cls, text: str) -> SafetyAlert:
