@@ -147,11 +147,15 @@ def bench_network_month(clinics: int, days: int, workdir: Path) -> dict[str, Any
 
 
 def _ingest_subprocess(landing: Path, lake: Path) -> dict[str, Any]:
-    """`clinic-pipeline run` in a child process: its own wall time and peak RSS (children's max RSS)."""
+    """The ingest of `clinic-pipeline run` in a child process: its own wall time and peak RSS (children's max)."""
     shutil.rmtree(lake, ignore_errors=True)
     start = time.perf_counter()
+    code = (
+        "import sys; from pathlib import Path; from clinic_pipeline.ingest.run import run_pipeline; "
+        f"sys.exit(0 if run_pipeline(Path({str(landing)!r}), {str(lake)!r}).ok else 1)"
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "clinic_pipeline.cli", "run", "--landing", str(landing), "--lake", str(lake)],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         check=False,

@@ -18,7 +18,7 @@ from fhir_mappings.administrative import build_organizations, build_patients
 from fhir_mappings.adverse_events import build_detected_events, build_recorded_events
 from fhir_mappings.gate import gate
 from fhir_mappings.mapped import REJECTION_COLUMNS, Mapped, concat_rejections
-from fhir_mappings.provenance import build_provenance, trail
+from fhir_mappings.provenance import Trail, build_provenance
 from fhir_mappings.questionnaires import build_questionnaires
 from fhir_mappings.sessions import (
     build_dosing_weights,
@@ -86,8 +86,7 @@ class NetworkMapper:
         self.staged = staged
         self.chunk_rows = chunk_rows
         self.verdicts: dict[Hashable, str | None] = {}
-        self.exported: set[str] = set()
-        self.trail: list[tuple[str, str | None, str, str]] = []  # the input of Provenance
+        self.trail: list[Trail] = []  # the input of Provenance, and what was exported
         self.held_back = False
         self._rejections: list[pd.DataFrame] = []
 
@@ -98,12 +97,10 @@ class NetworkMapper:
         before = len(mapped.rejections)
         admitted = gate(mapped, self.verdicts)
         self.held_back |= len(admitted.rejections) > before
-        if self.held_back:  # only after the gate held something back can a reference dangle
-            _drop_dangling(admitted, self.exported)
-        rows = list(trail(admitted))
-        self.exported.update(ref for ref, *_ in rows)
+        if self.held_back:  # only after the gate held something back can a reference dangle (rare: costly)
+            _drop_dangling(admitted, {ref for group in self.trail for ref in group.refs()})
         if admitted.resource_type != "Provenance":
-            self.trail += rows
+            self.trail.append(Trail.of(admitted))
         self._rejections.append(admitted.rejections)
         return admitted
 
@@ -111,29 +108,38 @@ class NetworkMapper:
         return {r["identifier"][0]["value"] for r in mapped.resources}
 
     def groups(self) -> Iterator[Mapped]:
+        """Each admitted group once; the consumer writes its lines and lets it go (memory: one group)."""
         staged = self.staged
         organizations = self._admit(build_organizations(staged.clinics))
+        clinic_ids = self._keys(organizations)
         yield organizations
-        patients = self._admit(build_patients(staged.patients, self._keys(organizations)))
+        patients = self._admit(build_patients(staged.patients, clinic_ids))
+        patient_keys = self._keys(patients)
         yield patients
+        del organizations, patients
         session_keys: set[str] = set()
         if len(staged.infusion_sessions):
-            sessions, rejected = session_rows(staged.infusion_sessions, self._keys(patients))
+            sessions, rejected = session_rows(staged.infusion_sessions, patient_keys)
             self._rejections.append(rejected)
             encounters = self._admit(build_encounters(sessions))
+            encounter_keys = self._keys(encounters)
             yield encounters
             weight = staged.patients.drop_duplicates("patient_id").set_index("patient_id")["weight_kg"]
             weights = self._admit(build_dosing_weights(sessions, weight))
+            weighed = self._keys(weights)
             yield weights
-            administrations = self._admit(build_medication_administrations(sessions, self._keys(weights)))
-            yield administrations
+            del encounters, weights
+            administrations = self._admit(build_medication_administrations(sessions, weighed))
             # Children point to the Encounter and (adverse events) to the MedicationAdministration.
-            session_keys = self._keys(encounters) & self._keys(administrations)
+            session_keys = encounter_keys & self._keys(administrations)
+            yield administrations
+            del administrations
         for start in range(0, len(staged.vital_signs), self.chunk_rows):
             chunk = staged.vital_signs.iloc[start : start + self.chunk_rows]
             yield self._admit(build_vital_signs(chunk, session_keys))
-        for forms, scores in _questionnaire_sources(staged, session_keys, self._keys(patients)):
+        for forms, scores in _questionnaire_sources(staged, session_keys, patient_keys):
             yield self._admit(forms)
+            del forms
             yield self._admit(scores)
         if len(staged.adverse_events):
             yield self._admit(build_recorded_events(staged.adverse_events, session_keys))
@@ -144,37 +150,32 @@ class NetworkMapper:
 
 def _questionnaire_sources(
     staged: StagedNetwork, session_keys: set[str], patient_keys: set[str]
-) -> list[tuple[Mapped, Mapped]]:
-    sources = []
+) -> Iterator[tuple[Mapped, Mapped]]:
+    """The app's forms, then the clinician ratings: one source in memory at a time."""
     forms = staged.questionnaire_responses
     if len(forms):
-        sources.append(
-            build_questionnaires(
-                forms,
-                source_table="questionnaire_responses",
-                identifier_system=ids.EPRO_RESPONSE,
-                key_column="questionnaire_id",
-                when_column="authored_at",
-                status=forms["status"],
-                session_keys=session_keys,
-                patient_keys=patient_keys,
-            )
+        yield build_questionnaires(
+            forms,
+            source_table="questionnaire_responses",
+            identifier_system=ids.EPRO_RESPONSE,
+            key_column="questionnaire_id",
+            when_column="authored_at",
+            status=forms["status"],
+            session_keys=session_keys,
+            patient_keys=patient_keys,
         )
     ratings = staged.clinician_ratings
     if len(ratings):
-        sources.append(
-            build_questionnaires(
-                ratings,
-                source_table="clinician_ratings",
-                identifier_system=ids.CLINICIAN_RATING,
-                key_column="rating_key",
-                when_column="rated_at",
-                status=ratings["is_complete"].map({True: "completed", False: "in-progress"}),
-                session_keys=session_keys,
-                patient_keys=patient_keys,
-            )
+        yield build_questionnaires(
+            ratings,
+            source_table="clinician_ratings",
+            identifier_system=ids.CLINICIAN_RATING,
+            key_column="rating_key",
+            when_column="rated_at",
+            status=ratings["is_complete"].map({True: "completed", False: "in-progress"}),
+            session_keys=session_keys,
+            patient_keys=patient_keys,
         )
-    return sources
 
 
 def _drop_dangling(mapped: Mapped, exported: set[str]) -> None:

@@ -8,10 +8,15 @@ R4 Provenance has no `identifier` search parameter, so delivery addresses it by 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 from fhir_mappings import identity as ids
 from fhir_mappings.mapped import Mapped
+from fhir_mappings.template import Template
 from fhir_mappings.terminology import PROVENANCE_PARTICIPANT
 
 PIPELINE_AGENT = {"display": "clinic-pipeline (ketamine clinic network data platform)"}
@@ -22,50 +27,67 @@ def source_of(batch_id: str) -> str:
     return batch_id.split("-", 1)[0]
 
 
-def trail(mapped: Mapped) -> Iterable[tuple[str, str | None, str, str]]:
-    """(reference, owning patient, source batch, source time) of each resource: all Provenance needs."""
-    refs = [f"{mapped.resource_type}/{rid}" for rid in mapped.ids]
-    return zip(refs, mapped.patient_ids, mapped.batch_ids, mapped.source_times, strict=True)
+@dataclass(frozen=True)
+class Trail:
+    """What Provenance needs of an admitted group: ids, owners, batches, times (lists shared, not copied)."""
+
+    resource_type: str
+    ids: list[str]
+    patient_ids: list[str | None]
+    batch_ids: list[str]
+    source_times: list[str]
+
+    @classmethod
+    def of(cls, mapped: Mapped) -> Trail:
+        return cls(mapped.resource_type, mapped.ids, mapped.patient_ids, mapped.batch_ids, mapped.source_times)
+
+    def refs(self) -> Iterator[str]:
+        return (f"{self.resource_type}/{rid}" for rid in self.ids)
 
 
-def build_provenance(trails: Iterable[tuple[str, str | None, str, str]]) -> Mapped:
+def build_provenance(trails: Iterable[Trail]) -> Mapped:
     targets: dict[tuple[str, str], list[str]] = defaultdict(list)
     recorded: dict[tuple[str, str], str] = {}
-    for ref, patient, batch, when in trails:
-        key = (batch, patient or "")
-        targets[key].append(ref)
-        if when > recorded.get(key, ""):
-            recorded[key] = when
+    for group in trails:
+        for ref, patient, batch, when in zip(
+            group.refs(), group.patient_ids, group.batch_ids, group.source_times, strict=True
+        ):
+            key = (batch, patient or "")
+            targets[key].append(ref)
+            if when > recorded.get(key, ""):
+                recorded[key] = when
     out = Mapped("Provenance")
+    template = Template(provenance, 5)
     for (batch, patient), refs in sorted(targets.items()):
-        value = f"{batch}|{patient}" if patient else batch
-        out.resources.append(
-            {
-                "resourceType": "Provenance",
-                "id": ids.resource_id("Provenance", ids.PROVENANCE, value),
-                "target": [{"reference": r} for r in refs],  # source order: deterministic, no sort needed
-                "recorded": recorded[(batch, patient)],
-                "agent": [
-                    {
-                        "type": {
-                            "coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler", "display": "Assembler"}]
-                        },
-                        "who": PIPELINE_AGENT,
-                    }
-                ],
-                "entity": [
-                    {
-                        "role": "source",
-                        "what": {
-                            "identifier": ids.identifier(ids.BATCH, batch),
-                            "display": f"{source_of(batch)} batch",
-                        },
-                    }
-                ],
-            }
-        )
+        rid = ids.resource_id("Provenance", ids.PROVENANCE, f"{batch}|{patient}" if patient else batch)
+        values = (rid, refs, recorded[(batch, patient)], batch, f"{source_of(batch)} batch")
+        if not out.examples:
+            out.examples[("Provenance",)] = template.check(*values[:1], _targets(refs), *values[2:])
+        target = b"[" + b",".join(b'{"reference":"%s"}' % ref.encode() for ref in refs) + b"]"
+        out.lines.append(template.fill([orjson.dumps(rid), target, *map(orjson.dumps, values[2:])]))
+        out.ids.append(rid)
         out.shapes.append(("Provenance",))
         out.patient_ids.append(patient or None)
         out.batch_ids.append(batch)
         out.source_times.append(recorded[(batch, patient)])
     return out
+
+
+def _targets(refs: list[str]) -> list[dict[str, str]]:
+    return [{"reference": r} for r in refs]  # source order: deterministic, no sort needed
+
+
+def provenance(rid: str, target: Any, recorded: str, batch: str, display: str) -> dict[str, Any]:
+    return {
+        "resourceType": "Provenance",
+        "id": rid,
+        "target": target,
+        "recorded": recorded,
+        "agent": [
+            {
+                "type": {"coding": [{"system": PROVENANCE_PARTICIPANT, "code": "assembler", "display": "Assembler"}]},
+                "who": PIPELINE_AGENT,
+            }
+        ],
+        "entity": [{"role": "source", "what": {"identifier": ids.identifier(ids.BATCH, batch), "display": display}}],
+    }

@@ -16,6 +16,7 @@ import pandas as pd
 
 from fhir_mappings import identity as ids
 from fhir_mappings.mapped import Mapped, RowCheck, missing, not_in, split_rows, unresolved, utc_text
+from fhir_mappings.template import Template
 from fhir_mappings.terminology import LOCAL_CODES, OBSERVATION_CATEGORY, answer_codings, instrument_items, instruments
 
 SURVEY = [{"coding": [{"system": OBSERVATION_CATEGORY, "code": "survey", "display": "Survey"}], "text": "Survey"}]
@@ -28,8 +29,8 @@ def response_id(system: str, key: str) -> str:
 
 
 @functools.cache
-def _item(instrument: str, link_id: str, text: str, value: Any, value_type: type) -> dict | None:
-    """One answered item (shared between responses with the same answer: built resources are never mutated).
+def _item(instrument: str, link_id: str, text: str, value: Any, value_type: type) -> tuple[dict, bytes] | None:
+    """One answered item and its JSON, computed once per distinct answer (built resources are never mutated).
 
     `value_type` is part of the cache key because True == 1 for a cache, not for FHIR.
     """
@@ -43,11 +44,40 @@ def _item(instrument: str, link_id: str, text: str, value: Any, value_type: type
         if coding is None:
             return None
         answer = {"valueCoding": coding}
-    return {"linkId": link_id, "text": text, "answer": [answer]}
+    item = {"linkId": link_id, "text": text, "answer": [answer]}
+    return item, orjson.dumps(item)
 
 
-def _items(instrument: str, answers: dict[str, Any]) -> list[dict] | None:
-    """The answered items in form order, or None when an answer is outside the instrument's answer list."""
+def response(
+    system: str,
+    answered: bool,
+    rid: str,
+    key: str,
+    questionnaire: str,
+    status: str,
+    subject: str,
+    encounter: str,
+    authored: str,
+    items: Any = None,
+) -> dict[str, Any]:
+    """One QuestionnaireResponse (references as "Type/id" strings); `answered`: whether it has items."""
+    resource = {
+        "resourceType": "QuestionnaireResponse",
+        "id": rid,
+        "identifier": ids.identifier(system, key),
+        "questionnaire": questionnaire,
+        "status": status,
+        "subject": {"reference": subject},
+        "encounter": {"reference": encounter},
+        "authored": authored,
+    }
+    if answered:
+        resource["item"] = items
+    return resource
+
+
+def _items(instrument: str, answers: dict[str, Any]) -> list[tuple[dict, bytes]] | None:
+    """The answered items (dict, JSON) in form order, or None when an answer is outside the answer list."""
     items = []
     for link_id, text in instrument_items()[instrument]:
         value = answers.get(link_id)
@@ -109,6 +139,11 @@ def build_questionnaires(
     )
     responses = Mapped("QuestionnaireResponse", rejections=rejected)
     authored = utc_text(good[when_column])
+    templates = {
+        True: Template(functools.partial(response, identifier_system, True), 8),
+        False: Template(functools.partial(response, identifier_system, False), 7),
+    }
+    dumps = orjson.dumps
     for key, instrument, form_status, session, patient, when, answered, batch in zip(
         good[key_column].tolist(),
         good["instrument"].tolist(),
@@ -120,20 +155,19 @@ def build_questionnaires(
         good["batch_id"].tolist(),
         strict=True,
     ):
-        resource = {
-            "resourceType": "QuestionnaireResponse",
-            "id": response_id(identifier_system, key),
-            "identifier": ids.identifier(identifier_system, key),
-            "questionnaire": instruments()[instrument].questionnaire,
-            "status": form_status,
-            "subject": ids.patient_ref(patient),
-            "encounter": ids.encounter_ref(session),
-            "authored": when,
-        }
+        rid = response_id(identifier_system, key)
+        subject, encounter = f"Patient/{ids.patient_id(patient)}", f"Encounter/{ids.encounter_id(session)}"
+        values = [rid, key, instruments()[instrument].questionnaire, form_status, subject, encounter, when]
+        shape = ("QuestionnaireResponse", instrument, bool(answered))
+        template = templates[bool(answered)]
+        if shape not in responses.examples:
+            responses.examples[shape] = template.check(*values, *([[i for i, _ in answered]] if answered else []))
+        serialized = list(map(dumps, values))
         if answered:
-            resource["item"] = answered
-        responses.resources.append(resource)
-        responses.shapes.append(("QuestionnaireResponse", instrument, bool(answered)))
+            serialized.append(b"[" + b",".join(line for _, line in answered) + b"]")
+        responses.lines.append(template.fill(serialized))
+        responses.ids.append(rid)
+        responses.shapes.append(shape)
         responses.patient_ids.append(patient)
         responses.batch_ids.append(batch)
         responses.source_times.append(when)
