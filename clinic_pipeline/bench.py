@@ -8,6 +8,7 @@ Ingest of that month in-process (`clinic-pipeline run`), target < 2 min, memory 
   - staging: reference join of readings to sessions, rows/s;
   - validation: one GX run per chunk vs one GX run per batch;
   - peak memory of the month vs a third of it (the same when memory follows the chunk, not the history).
+Safety review of that month: rebuild of the marts and of the static dashboard (small-cell suppression included).
 FHIR export of that month (map, guarantee validity, serialize, write), target >= 30x the naive way:
   - the pipeline (vectorised row checks + one full validation per resource shape + orjson) vs fhir.resources
     `model_validate` + `model_dump_json` per resource, on a sample of the same resources; plus a sample of the
@@ -264,6 +265,33 @@ def _fhir_export_subprocess(lake: Path) -> dict[str, Any]:
     return {"seconds": seconds, "resources": summary.total, "counts": summary.counts, "peak_rss_mib": _peak_rss_mib()}
 
 
+def _safety_subprocess(lake: Path) -> dict[str, Any]:
+    """Runs in a fresh process: marts then dashboard, each timed, and the peak memory."""
+    from clinic_pipeline.dashboard.build import publish_dashboard
+    from clinic_pipeline.lake import Lake
+    from clinic_pipeline.safety.marts import build_marts
+
+    marts_s, marts = _timed(lambda: build_marts(Lake(lake)))
+    dashboard_s, index = _timed(lambda: publish_dashboard(Lake(lake), "bench"))
+    site = Path(str(index)).parent
+    return {
+        "marts_seconds": marts_s,
+        "dashboard_seconds": dashboard_s,
+        "sessions": marts.rows.get("session_safety", 0),
+        "dashboard_mib": sum(f.stat().st_size for f in site.rglob("*") if f.is_file()) / 2**20,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
+
+
+def bench_safety(workdir: Path) -> dict[str, Any]:
+    code = (
+        "import json; from pathlib import Path; from clinic_pipeline.bench import _safety_subprocess; "
+        f"print(json.dumps(_safety_subprocess(Path({str(workdir / 'lake')!r}))))"
+    )
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(probe.stdout.strip().splitlines()[-1])
+
+
 def bench_fhir(workdir: Path, sample_size: int = 3000) -> dict[str, Any]:
     import random
 
@@ -321,6 +349,7 @@ def run_benchmarks(clinics: int, days: int, workdir: Path) -> int:
         "ehr_writing": bench_ehr_writing(sessions, workdir),
     }
     results["ingest"] = bench_ingest(clinics, days, workdir)
+    results["safety"] = bench_safety(workdir)
     results["fhir"] = bench_fhir(workdir)
     (workdir / "bench.json").write_text(json.dumps(results, indent=2))
     g, h, e = results["generate_network"], results["hl7_writing"], results["ehr_writing"]
@@ -357,6 +386,11 @@ def run_benchmarks(clinics: int, days: int, workdir: Path) -> int:
     print(
         f"  peak memory          : {m['peak_rss_mib']:7.0f} MiB for the month vs {third['peak_rss_mib']:.0f} MiB "
         f"for a third of it  -> x{m['peak_rss_mib'] / third['peak_rss_mib']:.2f} (bounded by the chunk)"
+    )
+    sa = results["safety"]
+    print(
+        f"safety marts + dashboard: {sa['marts_seconds']:5.1f} s + {sa['dashboard_seconds']:.1f} s for "
+        f"{sa['sessions']:,} sessions ({sa['dashboard_mib']:.1f} MiB site), peak RSS {sa['peak_rss_mib']:.0f} MiB"
     )
     f = results["fhir"]
     print(

@@ -122,8 +122,33 @@ def _run_run(args: argparse.Namespace) -> int:
     print(f"reconciliation: {summary.reconciliation_path}")
     if summary.data_docs:
         print(f"data docs: {summary.data_docs}")
+    reviewed = _safety_review(args.lake)
     delivered = _export_and_deliver(args.lake, args.fhir_url, args.fhir_token)
-    return 0 if summary.ok and delivered else 1
+    return 0 if summary.ok and reviewed and delivered else 1
+
+
+def _safety_review(lake_root: str) -> bool:
+    """Marts, alerts, dashboard: what the safety DAG does. Alerts go to the channels whose Airflow connection
+    is defined (e.g. AIRFLOW_CONN_CLINIC_ALERTS_WEBHOOK); without one they wait in the lake as pending."""
+    from clinic_pipeline.alerts.delivery import send_alerts
+    from clinic_pipeline.alerts.evaluate import evaluate_alerts
+    from clinic_pipeline.alerts.task import configured_notifiers
+    from clinic_pipeline.dashboard.build import publish_dashboard
+    from clinic_pipeline.lake import Lake
+    from clinic_pipeline.safety.marts import build_marts
+
+    lake = Lake(lake_root)
+    marts = build_marts(lake)
+    print(f"safety marts: {len(marts.rows)} marts as of {marts.as_of} ({marts.seconds:.1f} s): {lake.path('marts')}")
+    notifiers, problems = configured_notifiers()
+    report = send_alerts(lake, evaluate_alerts(lake), notifiers)
+    channels = ", ".join(report.channels) or "no channel configured: kept pending in the lake"
+    counts = f"{report.raised} raised ({report.new} new), {report.sent} sent, {report.pending} pending"
+    print(f"safety alerts: {counts} ({channels})")
+    for problem in [*problems, *report.errors]:
+        print(f"  {problem}", file=sys.stderr)
+    print(f"safety dashboard: {publish_dashboard(lake)}")
+    return not problems and report.ok
 
 
 def _export_and_deliver(lake_root: str, fhir_url: str | None, token: str | None) -> bool:
