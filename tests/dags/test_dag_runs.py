@@ -28,6 +28,12 @@ def test_ingest_dags_stage_a_landing_zone_and_skip_when_nothing_is_new(dagbag):
     again = dagbag.get_dag("ingest_monitor_vitals").test()
     assert _states(again)["ingest_monitor_batches"] == "skipped", "a run with nothing new emits no asset event"
 
+    safety = dagbag.get_dag("safety_review").test()
+    assert _states(safety) == {"build_marts": "success", "raise_alerts": "success", "publish_dashboard": "success"}
+    assert (lake / "marts" / "_manifest.json").exists()
+    assert (lake / "dashboards" / "latest" / "index.html").exists()
+    assert (lake / "state" / "alerts" / "ledger.parquet").exists(), "no channel configured: alerts kept pending"
+
     fhir = dagbag.get_dag("fhir_export").test()
     assert _states(fhir) == {"export_bulk_ndjson": "success", "deliver_to_fhir_server": "skipped"}, (
         "without a clinic_fhir connection the export stands alone"
