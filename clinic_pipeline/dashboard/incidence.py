@@ -60,7 +60,7 @@ def suppressed_incidence(cube: pd.DataFrame, exposure_mart: pd.DataFrame) -> Inc
     exposure = exposure_lattice(exposure_mart, coding)
     exp_relations = exposure_relations()
     exposure_result = suppress_cells(exposure, EXPOSURE_DIMS, ["infusions", "patients"], exp_relations)
-    exposure["suppressed"] = exposure_result.suppressed
+    exposure = _sorted(exposure_result.cells.assign(suppressed=exposure_result.suppressed), EXPOSURE_DIMS)
     incidence = incidence_lattice(cube, exposure, coding)
     inc_relations = incidence_relations(coding)
     incidence_result = suppress_cells(
@@ -69,8 +69,10 @@ def suppressed_incidence(cube: pd.DataFrame, exposure_mart: pd.DataFrame) -> Inc
         ["events", "patients"],
         inc_relations,
         complements=[Complement("patients", "exposed_patients", "exposure_shown")],
+        unknown_absent=exposure.loc[exposure["suppressed"], EXPOSURE_DIMS],  # the page lists nothing there
     )
-    incidence["suppressed"] = incidence_result.suppressed
+    incidence = with_exposure(incidence_result.cells[[*INCIDENCE_DIMS, "events", "patients"]], exposure)
+    incidence = _sorted(incidence.assign(suppressed=incidence_result.suppressed), INCIDENCE_DIMS)
     return IncidenceLattices(
         coding, exposure, incidence, exposure_result, incidence_result, exp_relations, inc_relations
     )
@@ -160,13 +162,18 @@ def incidence_lattice(cube: pd.DataFrame, exposure: pd.DataFrame, coding: Incide
     patients = _patient_counts(cube.loc[cube["measure"] == "per_patient"], coding)
     lattice = events.merge(patients, on=INCIDENCE_DIMS, how="outer")
     lattice[["events", "patients"]] = lattice[["events", "patients"]].fillna(0).astype("int64")
+    return _sorted(with_exposure(lattice, exposure), INCIDENCE_DIMS)
+
+
+def with_exposure(lattice: pd.DataFrame, exposure: pd.DataFrame) -> pd.DataFrame:
+    """Join the patients exposed of each cell's selection and whether that count is shown."""
     exposed = exposure[[*EXPOSURE_DIMS, "patients", "suppressed"]].rename(
         columns={"patients": "exposed_patients", "suppressed": "exposure_suppressed"}
     )
-    lattice = lattice.merge(exposed, on=EXPOSURE_DIMS, how="left")
+    lattice = lattice.astype(dict.fromkeys(INCIDENCE_DIMS, "int64")).merge(exposed, on=EXPOSURE_DIMS, how="left")
     lattice["exposed_patients"] = lattice["exposed_patients"].fillna(0).astype("int64")
     lattice["exposure_shown"] = ~lattice["exposure_suppressed"].astype("boolean").fillna(False).astype(bool)
-    return _sorted(lattice.drop(columns="exposure_suppressed"), INCIDENCE_DIMS)
+    return lattice.drop(columns="exposure_suppressed")
 
 
 def _event_counts(per_infusion: pd.DataFrame, coding: IncidenceCoding) -> pd.DataFrame:

@@ -16,10 +16,10 @@ import pandas as pd
 from clinic_pipeline.dashboard.suppression import (
     ALL,
     SUPPRESSED_LABEL,
-    Complement,
     Relation,
     is_small,
     suppress_cells,
+    suppress_in_turn,
 )
 from clinic_pipeline.dashboard.tables import PublishedTable, primary_only, published_counts, rollup
 
@@ -41,25 +41,29 @@ def phq9_outcomes_view(phq9_outcomes: pd.DataFrame) -> PublishedTable:
     """Response and remission per clinic and protocol ("all" rows added; complementary over both)."""
     keys = [*PATIENT_KEYS, "readout"]
     cells = rollup(phq9_outcomes, keys, PATIENT_KEYS, PHQ9_MEASURES)
-    cells["shown"] = True
-    result = suppress_cells(
+    cells, hidden = suppress_in_turn(
         cells,
         keys,
-        PHQ9_MEASURES,
-        [Relation(d, tuple(PHQ9_MEASURES)) for d in PATIENT_KEYS],
-        complements=[
-            Complement("responders", "patients_assessed", "shown"),
-            Complement("remitters", "patients_assessed", "shown"),
-            Complement("patients_assessed", "patients_with_baseline", "shown"),
+        [
+            ("patients_with_baseline", None),
+            ("patients_assessed", "patients_with_baseline"),
+            ("responders", "patients_assessed"),
+            ("remitters", "patients_assessed"),
+            ("item9_worsened", "patients_assessed"),
         ],
+        PATIENT_KEYS,
     )
-    hidden = result.suppressed
+    cells = cells.astype(dict.fromkeys(PHQ9_MEASURES, "int64"))
     out = cells[keys].copy()
     for measure in PHQ9_MEASURES:
-        out[measure] = published_counts(cells[measure], hidden)
+        out[measure] = published_counts(cells[measure], hidden[measure])
     assessed = cells["patients_assessed"].where(cells["patients_assessed"] > 0)
-    out["pct_response"] = np.where(hidden, np.nan, 100 * cells["responders"] / assessed)
-    out["pct_remission"] = np.where(hidden, np.nan, 100 * cells["remitters"] / assessed)
+    out["pct_response"] = np.where(
+        hidden["responders"] | hidden["patients_assessed"], np.nan, 100 * cells["responders"] / assessed
+    )
+    out["pct_remission"] = np.where(
+        hidden["remitters"] | hidden["patients_assessed"], np.nan, 100 * cells["remitters"] / assessed
+    )
     return PublishedTable(
         "phq9_outcomes",
         "PHQ-9 response (>= 50 % drop) and remission (total < 5)",
@@ -118,10 +122,10 @@ def suicidality_view(listing: pd.DataFrame) -> PublishedTable:
         ),
     ]
     result = suppress_cells(cells, keys, ["flags", "patients"], relations)
-    out = cells[keys].copy()
+    out = result.cells[keys].copy()
     out["category_label"] = out["category"].map(SUICIDALITY_CATEGORIES)
-    out["flags"] = published_counts(cells["flags"], result.suppressed)
-    out["patients"] = published_counts(cells["patients"], result.suppressed)
+    out["flags"] = published_counts(result.cells["flags"], result.suppressed)
+    out["patients"] = published_counts(result.cells["patients"], result.suppressed)
     order = {c: i for i, c in enumerate(SUICIDALITY_CATEGORIES)}
     out = out.sort_values([*PATIENT_KEYS, "category"], key=lambda s: s.map(order) if s.name == "category" else s)
     return PublishedTable(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from clinic_pipeline.dashboard.suppression import ALL, Complement, Relation, is_small, suppress_cells
+from clinic_pipeline.dashboard.suppression import ALL, Relation, is_small, suppress_cells, suppress_in_turn
 from clinic_pipeline.dashboard.tables import PublishedTable, primary_only, published_counts, rollup
 
 SESSION_DIMS = ["clinic_id", "protocol", "infusion_bucket"]
@@ -59,8 +59,8 @@ def bp_shift_view(bp_shift_table: pd.DataFrame) -> PublishedTable:
     keys = ["protocol", "baseline_band", "peak_band"]
     cells = rollup(bp_shift_table, keys, ["protocol"], ["sessions"])
     result = suppress_cells(cells, keys, ["sessions"], [Relation("protocol", ("sessions",))])
-    out = cells[keys].copy()
-    out["sessions"] = published_counts(cells["sessions"], result.suppressed)
+    out = result.cells[keys].copy()
+    out["sessions"] = published_counts(result.cells["sessions"], result.suppressed)
     return PublishedTable(
         "bp_shift_table",
         "Baseline vs peak blood pressure band (sessions)",
@@ -103,26 +103,23 @@ def breach_view(breach_summary: pd.DataFrame, exposure: pd.DataFrame) -> Publish
     """Sessions with each reading-rule breach (and breaches staff did not record), out of all sessions."""
     keys = [*SESSION_DIMS, "rule"]
     measures = ["sessions_with_breach", "breaches_not_recorded"]
-    cells = rollup(breach_summary, keys, SESSION_DIMS, measures)
-    cells = _with_sessions(cells, exposure)
-    cells["breach_shown"] = True
-    result = suppress_cells(
+    cells = _with_sessions(rollup(breach_summary, keys, SESSION_DIMS, measures), exposure)
+    cells, hidden = suppress_in_turn(
         cells,
         keys,
-        measures,
-        [Relation(d, tuple(measures)) for d in SESSION_DIMS],
-        complements=[
-            Complement("sessions_with_breach", "sessions", "sessions_shown"),
-            Complement("breaches_not_recorded", "sessions_with_breach", "breach_shown"),
-        ],
+        [("sessions_with_breach", "sessions"), ("breaches_not_recorded", "sessions_with_breach")],
+        SESSION_DIMS,
+        shown_columns={"sessions": "sessions_shown"},
     )
-    hidden = result.suppressed
+    cells = _with_sessions(cells[[*keys, *measures]], exposure)
     out = cells[keys].copy()
     out["sessions"] = published_counts(cells["sessions"], ~cells["sessions_shown"].to_numpy())
-    out["sessions_with_breach"] = published_counts(cells["sessions_with_breach"], hidden)
-    shown_rate = ~hidden & cells["sessions_shown"].to_numpy() & (cells["sessions"] > 0).to_numpy()
-    out["pct_sessions"] = np.where(shown_rate, 100 * cells["sessions_with_breach"] / cells["sessions"].clip(1), np.nan)
-    out["breaches_not_recorded"] = published_counts(cells["breaches_not_recorded"], hidden)
+    out["sessions_with_breach"] = published_counts(cells["sessions_with_breach"], hidden["sessions_with_breach"])
+    rate_shown = (
+        ~hidden["sessions_with_breach"] & cells["sessions_shown"].to_numpy() & (cells["sessions"] > 0).to_numpy()
+    )
+    out["pct_sessions"] = np.where(rate_shown, 100 * cells["sessions_with_breach"] / cells["sessions"].clip(1), np.nan)
+    out["breaches_not_recorded"] = published_counts(cells["breaches_not_recorded"], hidden["breaches_not_recorded"])
     return PublishedTable(
         "breach_summary",
         "Reading-rule breaches: sessions with a breach, and breaches staff did not record as an adverse event",
@@ -137,23 +134,21 @@ def breach_view(breach_summary: pd.DataFrame, exposure: pd.DataFrame) -> Publish
 def monitoring_view(monitoring_compliance: pd.DataFrame, exposure: pd.DataFrame) -> PublishedTable:
     keys = [*SESSION_DIMS, "check"]
     measures = ["sessions_evaluated", "sessions_passed"]
-    cells = rollup(monitoring_compliance, keys, SESSION_DIMS, measures)
-    cells = _with_sessions(cells, exposure)
-    cells["evaluated_shown"] = True
-    result = suppress_cells(
+    cells = _with_sessions(rollup(monitoring_compliance, keys, SESSION_DIMS, measures), exposure)
+    cells, hidden = suppress_in_turn(
         cells,
         keys,
-        measures,
-        [Relation(d, tuple(measures)) for d in SESSION_DIMS],
-        complements=[Complement("sessions_passed", "sessions_evaluated", "evaluated_shown")],
+        [("sessions_evaluated", None), ("sessions_passed", "sessions_evaluated")],
+        SESSION_DIMS,
         forced=~cells["sessions_shown"].to_numpy(),  # evaluated sessions are (nearly) all sessions
     )
-    hidden = result.suppressed
+    cells = cells.astype(dict.fromkeys(measures, "int64"))
     out = cells[keys].copy()
-    out["sessions_evaluated"] = published_counts(cells["sessions_evaluated"], hidden)
-    out["sessions_passed"] = published_counts(cells["sessions_passed"], hidden)
+    out["sessions_evaluated"] = published_counts(cells["sessions_evaluated"], hidden["sessions_evaluated"])
+    out["sessions_passed"] = published_counts(cells["sessions_passed"], hidden["sessions_passed"])
+    rate_hidden = hidden["sessions_evaluated"] | hidden["sessions_passed"]
     out["pct_passed"] = np.where(
-        hidden, np.nan, 100 * cells["sessions_passed"] / cells["sessions_evaluated"].clip(lower=1)
+        rate_hidden, np.nan, 100 * cells["sessions_passed"] / cells["sessions_evaluated"].clip(lower=1)
     )
     return PublishedTable(
         "monitoring_compliance",

@@ -242,10 +242,10 @@ def render_page(data: dict[str, Any]) -> bytes:
 
 
 def _page_cells(cells: pd.DataFrame) -> pd.DataFrame:
-    """The incidence cells the page and the CSV hold: non-zero, in a selection whose exposure is shown (or
-    published themselves). Absent cells are 0, or belong to a selection with fewer than 11 infusions."""
-    nonzero = (cells["events"] > 0) | (cells["patients"] > 0)
-    return cells.loc[nonzero & (cells["exposure_shown"] | ~cells["suppressed"])]
+    """The incidence cells the page and the CSV hold. Where the selection's exposure is shown: every non-zero
+    or suppressed cell (absent = 0). Where it is suppressed: only the cells shown (absent = unknown)."""
+    listed = (cells["events"] > 0) | (cells["patients"] > 0) | cells["suppressed"]
+    return cells.loc[listed & (cells["exposure_shown"] | ~cells["suppressed"])]
 
 
 def _keys(frame: pd.DataFrame, dims: list[str]) -> list[str]:

@@ -33,6 +33,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from clinic_pipeline.dashboard.hypercube import certify_primaries
+
 log = logging.getLogger("clinic_pipeline.dashboard")
 
 THRESHOLD = 11  # the smallest count shown besides 0
@@ -67,12 +69,15 @@ class Complement:
 
 @dataclass
 class Suppression:
-    """Per-row result: `suppressed` (primary or complementary) and why."""
+    """Per-row result over `cells` (the input plus any absent corner the hypercube step had to hide, added
+    as zero counts): `suppressed` (primary or complementary) and why."""
 
+    cells: pd.DataFrame
     suppressed: np.ndarray
     primary: np.ndarray
     passes: int
     unresolved: int  # relation groups that could not be protected (0 unless every candidate was protected)
+    uncertified: int = 0  # primaries without a hypercube certificate (0 unless protected cells were in the way)
 
     @property
     def complementary(self) -> np.ndarray:
@@ -88,12 +93,15 @@ def suppress_cells(
     forced: np.ndarray | pd.Series | None = None,
     protected: np.ndarray | pd.Series | None = None,
     max_passes: int = 500,
+    unknown_absent: pd.DataFrame | None = None,
 ) -> Suppression:
     """Primary and complementary suppression of a lattice (see module doc).
 
     `cells`: one row per combination of `dims` (rows absent = every count 0; a total row must exist when
-    one of its parts is non-zero), with the count columns `measures`.
+    one of its parts is non-zero), with the count columns `measures`. The result may hold more rows than
+    `cells`: zero cells that a hypercube had to hide (their other columns are missing values).
     """
+    cells = cells.reset_index(drop=True)
     n = len(cells)
     values = {m: cells[m].to_numpy(dtype="float64") for m in measures}
     primary = np.zeros(n, dtype=bool)
@@ -105,8 +113,48 @@ def suppress_cells(
         shown = cells[c.whole_shown].to_numpy(dtype=bool)
         rest = cells[c.whole].to_numpy(dtype="float64") - cells[c.part].to_numpy(dtype="float64")
         primary |= shown & is_small(rest) & (cells[c.part].to_numpy(dtype="float64") > 0)
-    suppressed = primary.copy()
     locked = np.zeros(n, dtype=bool) if protected is None else np.asarray(protected, dtype=bool)
+    suppressed, passes, unresolved = _complementary_passes(cells, dims, relations, values, primary, locked, max_passes)
+    uncertified = 0
+    if relations and n:
+        largest = np.max(np.vstack([values[m] for m in measures]), axis=0)
+        targets = primary & (largest > 0)
+        boxes = certify_primaries(cells, dims, relations, suppressed, targets, locked, largest, unknown_absent)
+        uncertified = boxes.uncertified
+        if len(boxes.added):
+            added = boxes.added.assign(**{m: 0 for m in measures})
+            cells = pd.concat([cells, added], ignore_index=True)
+            extra = len(added)
+            values = {m: cells[m].to_numpy(dtype="float64") for m in measures}
+            primary = np.concatenate([primary, np.zeros(extra, dtype=bool)])
+            locked = np.concatenate([locked, np.zeros(extra, dtype=bool)])
+            boxed = np.concatenate([boxes.suppressed, np.ones(extra, dtype=bool)])
+        else:
+            boxed = boxes.suppressed
+        if boxed.size != suppressed.size or (boxed != suppressed).any():
+            suppressed, more, unresolved = _complementary_passes(
+                cells, dims, relations, values, boxed, locked, max_passes
+            )
+            passes += more
+    if unresolved or uncertified:
+        log.warning(
+            "small-cell suppression: %d relation groups unprotected, %d primaries without a certificate",
+            unresolved,
+            uncertified,
+        )
+    return Suppression(cells, suppressed, primary, passes, unresolved, uncertified)
+
+
+def _complementary_passes(
+    cells: pd.DataFrame,
+    dims: Sequence[str],
+    relations: Sequence[Relation],
+    values: dict[str, np.ndarray],
+    start: np.ndarray,
+    locked: np.ndarray,
+    max_passes: int,
+) -> tuple[np.ndarray, int, int]:
+    suppressed = start.copy()
     groups = [_RelationGroups.build(cells, dims, r) for r in relations]
     groups = [g for g in groups if g is not None]
     passes, unresolved = 0, 0
@@ -123,9 +171,51 @@ def suppress_cells(
                 unresolved += stuck
         if not changed:
             break
-    if unresolved:
-        log.warning("small-cell suppression: %d relation groups could not be protected", unresolved)
-    return Suppression(suppressed, primary, passes, unresolved)
+    return suppressed, passes, unresolved
+
+
+def suppress_in_turn(
+    cells: pd.DataFrame,
+    dims: Sequence[str],
+    steps: Sequence[tuple[str, str | None]],
+    relation_dims: Sequence[str],
+    shown_columns: dict[str, str] | None = None,
+    forced: np.ndarray | pd.Series | None = None,
+) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Each count its own state, suppressed in turn: `steps` = (count, whole) where `whole - count` is a count
+    too (None: no whole). A whole suppressed in an earlier step is hidden, so its difference cannot be
+    derived; an external whole says whether it is shown through `shown_columns[whole]`. Use it when one small
+    count must not hide the others of its row (breaches and the breaches staff did not record).
+
+    Returns the cells (with the zero cells a hypercube added, hidden for every count) and count -> state.
+    """
+    states: dict[str, np.ndarray] = {}
+    shown_columns = shown_columns or {}
+    cells = cells.reset_index(drop=True)
+    forced_rows = None if forced is None else np.asarray(forced, dtype=bool)
+    for count, whole in steps:
+        frame = cells
+        complements = []
+        if whole is not None:
+            if whole in states:
+                frame = cells.assign(_whole_shown=~states[whole])
+                complements = [Complement(count, whole, "_whole_shown")]
+            else:
+                complements = [Complement(count, whole, shown_columns[whole])]
+        relations = [Relation(d, (count,)) for d in relation_dims]
+        result = suppress_cells(frame, dims, [count], relations, complements, forced=forced_rows)
+        extra = len(result.cells) - len(cells)
+        if extra:
+            added = result.cells.iloc[len(cells) :][list(dims)]
+            cells = pd.concat([cells, added], ignore_index=True)
+            for measure, _ in steps:
+                if measure in cells:
+                    cells[measure] = cells[measure].fillna(0)
+            states = {k: np.concatenate([v, np.ones(extra, dtype=bool)]) for k, v in states.items()}
+            if forced_rows is not None:
+                forced_rows = np.concatenate([forced_rows, np.ones(extra, dtype=bool)])
+        states[count] = result.suppressed
+    return cells, states
 
 
 @dataclass
@@ -201,8 +291,10 @@ def exact_disclosures(
     relations: Sequence[Relation],
     suppressed: np.ndarray,
     max_component: int = 4000,
+    targets: np.ndarray | None = None,
 ) -> list[int]:
-    """Rows whose suppressed, non-zero `measure` is determined exactly by the published rows via the relations.
+    """Rows whose suppressed, non-zero `measure` is determined exactly by the published rows via the relations
+    (only rows in `targets` are reported, e.g. the primary cells; default: every suppressed row).
 
     The attacker's system: one unknown per suppressed row, one equation per relation group (parts - total =
     the published members' balance). An unknown is determined when its unit vector lies in the row space.
@@ -216,7 +308,9 @@ def exact_disclosures(
     if not equations:
         return []
     determined = _determined_unknowns(equations, unknown_rows.size, max_component)
-    return sorted(int(unknown_rows[u]) for u in np.flatnonzero(determined) if values[unknown_rows[u]] != 0)
+    wanted = np.ones(len(cells), dtype=bool) if targets is None else np.asarray(targets, dtype=bool)
+    rows = unknown_rows[np.flatnonzero(determined)]
+    return sorted(int(r) for r in rows if values[r] != 0 and wanted[r])
 
 
 def _equations(

@@ -34,7 +34,12 @@ def funnel_view(funnel_clinics: pd.DataFrame, exposure: pd.DataFrame) -> tuple[P
     network = frame.groupby("measure", as_index=False)[["n", "count"]].sum().assign(clinic_id=ALL)
     network["target"] = frame.groupby("measure")["target"].first().reindex(network["measure"]).to_numpy()
     frame = pd.concat([frame, network], ignore_index=True)
-    frame = frame.merge(totals, on="clinic_id", how="left")
+    # Every (measure, clinic) present, so that suppression never has to add a cell the table would not show.
+    grid = pd.MultiIndex.from_product([frame["measure"].unique(), frame["clinic_id"].unique()])
+    frame = frame.set_index(["measure", "clinic_id"]).reindex(grid).rename_axis(["measure", "clinic_id"])
+    frame[["n", "count"]] = frame[["n", "count"]].fillna(0).astype("int64")
+    frame["target"] = frame.groupby(level="measure")["target"].transform("first")
+    frame = frame.reset_index().merge(totals, on="clinic_id", how="left")
     frame["n_suppressed"] = frame["n_suppressed"].astype("boolean").fillna(True).astype(bool)
     frame["n_shown"] = ~frame["n_suppressed"]
     result = suppress_cells(
@@ -45,6 +50,8 @@ def funnel_view(funnel_clinics: pd.DataFrame, exposure: pd.DataFrame) -> tuple[P
         complements=[Complement("count", "n", "n_shown")],
         forced=frame["n_suppressed"].to_numpy(),
     )
+    if len(result.cells) != len(frame):
+        raise RuntimeError("funnel suppression added cells to a complete grid")  # cannot happen: the grid is full
     frame["suppressed"] = result.suppressed
     order = {c: i for i, c in enumerate(label_order(frame["clinic_id"]))}
     frame = frame.sort_values(["measure", "clinic_id"], key=lambda s: s.map(order) if s.name == "clinic_id" else s)
@@ -93,6 +100,7 @@ def spc_view(
     totals = wide.groupby("scope", as_index=False)[["n", "count_p", "count_u"]].sum().assign(week=ALL)
     cells = pd.concat([wide, totals], ignore_index=True)
     cells["week_complete"] = cells["week_complete"].astype("boolean").fillna(True).astype(bool)
+    cells["n_shown"] = True
     is_total = (cells["week"] == ALL).to_numpy()
     clinic_of = cells["scope"].map(lambda s: ALL if s == NETWORK else s)
     # The per-scope totals are the exposure's infusions, the funnel's sessions with an AE and the incidence
@@ -103,7 +111,6 @@ def spc_view(
     events_hidden = clinic_of.map(event_totals.set_index("clinic_id")["suppressed"])
     external = pd.concat([exposure_hidden, funnel_hidden, events_hidden], axis=1).astype("boolean").fillna(True)
     forced = is_total & external.any(axis=1).to_numpy()
-    cells["n_shown"] = ~cells["n"].isna()
     measures = ("n", "count_p", "count_u")
     result = suppress_cells(
         cells,
@@ -114,6 +121,8 @@ def spc_view(
         forced=forced,
         protected=is_total,
     )
+    if len(result.cells) != len(cells):
+        raise RuntimeError("SPC suppression added cells to a complete grid")  # cannot happen: the grid is full
     cells["suppressed"] = result.suppressed
     scope_hidden = cells.loc[is_total].set_index("scope")["suppressed"]
     points = cells.loc[~is_total].copy()
@@ -121,30 +130,44 @@ def spc_view(
 
 
 def _spc_wide(spc_weekly: pd.DataFrame) -> pd.DataFrame:
+    """One row per (scope, week) of every scope and week, zeros where a scope had no infusion that week."""
+    columns = ["scope", "week", "week_complete", "n", "count_p", "count_u"]
     if spc_weekly.empty:
-        return pd.DataFrame(columns=["scope", "week", "week_complete", "n", "count_p", "count_u"])
+        return pd.DataFrame(columns=columns)
     frame = spc_weekly.assign(scope=spc_weekly["scope"].astype(str), week=spc_weekly["week_index"].astype(str))
-    p = frame.loc[frame["chart"] == "p_sessions_with_ae"].set_index(["scope", "week"])
-    u = frame.loc[frame["chart"] == "u_events_per_100_infusions"].set_index(["scope", "week"])
-    wide = pd.DataFrame({"n": p["n"], "count_p": p["count"], "week_complete": p["week_complete"]})
-    wide = wide.join(u["count"].rename("count_u"), how="outer")
-    wide["n"] = wide["n"].fillna(u["n"]).fillna(0)
-    wide[["count_p", "count_u"]] = wide[["count_p", "count_u"]].fillna(0)
-    return wide.astype({"n": "int64", "count_p": "int64", "count_u": "int64"}).reset_index()
+    grid = pd.MultiIndex.from_product([sorted(frame["scope"].unique()), sorted(frame["week"].unique(), key=int)])
+    p = frame.loc[frame["chart"] == "p_sessions_with_ae"].set_index(["scope", "week"]).reindex(grid)
+    u = frame.loc[frame["chart"] == "u_events_per_100_infusions"].set_index(["scope", "week"]).reindex(grid)
+    wide = pd.DataFrame(
+        {
+            "n": p["n"].fillna(u["n"]).fillna(0),
+            "count_p": p["count"].fillna(0),
+            "count_u": u["count"].fillna(0),
+        }
+    ).astype("int64")
+    complete = frame.groupby("week")["week_complete"].all()
+    wide = wide.rename_axis(["scope", "week"]).reset_index()
+    wide["week_complete"] = wide["week"].map(complete).astype(bool)
+    return wide[columns]
 
 
 def _spc_table(spc_weekly: pd.DataFrame, points: pd.DataFrame, scope_hidden: pd.Series) -> PublishedTable:
-    state = points.set_index(["scope", "week"])["suppressed"]
-    frame = spc_weekly.assign(scope=spc_weekly["scope"].astype(str), week=spc_weekly["week_index"].astype(str))
-    key = pd.MultiIndex.from_frame(frame[["scope", "week"]])
-    hidden = state.reindex(key).fillna(True).to_numpy(dtype=bool)
+    """Both charts for every (scope, week) point of the lattice, values from the mart (none: no infusion)."""
+    mart = spc_weekly.assign(scope=spc_weekly["scope"].astype(str), week=spc_weekly["week_index"].astype(str))
+    charts = sorted(mart["chart"].astype(str).unique())
+    grid = pd.concat([points.assign(chart=c) for c in charts], ignore_index=True)
+    frame = grid.merge(mart.drop(columns=["n", "week_complete"]), on=["chart", "scope", "week"], how="left")
+    frame["count"] = np.where(frame["chart"] == "p_sessions_with_ae", frame["count_p"], frame["count_u"])
+    centers = mart.groupby(["chart", "scope"])["center"].first()
+    frame["center"] = pd.MultiIndex.from_frame(frame[["chart", "scope"]]).map(centers)
+    hidden = frame["suppressed"].to_numpy(dtype=bool)
     center_hidden = frame["scope"].map(scope_hidden).astype("boolean").fillna(True).to_numpy(dtype=bool)
     limits_hidden = hidden | center_hidden
     out = pd.DataFrame(
         {
             "chart": frame["chart"].astype(str).to_numpy(),
             "scope": frame["scope"].to_numpy(),
-            "week_index": frame["week_index"].astype("int64").to_numpy(),
+            "week_index": frame["week"].astype("int64").to_numpy(),
             "week_complete": frame["week_complete"].astype(bool).to_numpy(),
             "infusions": published_counts(frame["n"], hidden),
             "count": published_counts(frame["count"], hidden),
@@ -155,7 +178,8 @@ def _spc_table(spc_weekly: pd.DataFrame, points: pd.DataFrame, scope_hidden: pd.
         }
     )
     for column in ("beyond_limits", "run_signal", "signal"):
-        out[column] = pd.array(np.where(limits_hidden, None, frame[column].astype(object)), dtype="boolean")
+        flags = frame[column].astype("boolean")
+        out[column] = flags.mask(pd.Series(limits_hidden)).to_numpy()
     out = out.sort_values(["chart", "scope", "week_index"], kind="stable").reset_index(drop=True)
     return PublishedTable(
         "spc_weekly",

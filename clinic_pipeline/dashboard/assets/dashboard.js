@@ -828,7 +828,7 @@
     const choice = chosenProtocol("phq9_trajectories");
     const rows = rowsOf("phq9_trajectories").filter((r) => r.protocol === choice.protocol);
     const classes = Array.from(new Set(rows.map((r) => r.outcome_class))).sort();
-    const styles = ["", "alt", "third", "fourth", ""];
+    const styles = ["", "alt", "third", "fourth", "fifth"];
     const layers = [5, 10, 15, 20].map((y) => ({ type: "hline", y: y, cls: "median", label: String(y) }));
     classes.forEach((cls, i) => {
       const pts = rows.filter((r) => r.outcome_class === cls).sort((a, b) => a.infusion_order - b.infusion_order);
@@ -839,7 +839,7 @@
     const orders = rows.map((r) => r.infusion_order);
     const body = [choice.note ? el("div", { class: "notes", text: choice.note }) : null];
     if (rows.length) {
-      const legend = classes.map((c, i) => `${["blue", "orange", "green", "purple", "blue"][i % 5]}: ${humanize(c)}`).join(" · ");
+      const legend = classes.map((c, i) => `${["blue", "orange", "green", "purple", "grey"][i % 5]}: ${humanize(c)}`).join(" · ");
       body.push(
         el("div", { class: "chart", id: "phq9-chart" }, [
           el("h3", { text: "PHQ-9 total (median, interquartile range) by infusion number — " + legend }),
