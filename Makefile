@@ -24,8 +24,17 @@ $(NODE_STAMP): tests/fhir_server/package.json tests/fhir_server/package-lock.jso
 	cd tests/fhir_server && npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
+# demo: a local Airflow (airflow standalone, ./airflow-home) runs the DAGs on a simulated network's events, prints
+# where the outputs are, then stops. up: the same, Airflow left running; down: stops it. See docs/demo.md.
 demo: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m clinic_pipeline.demo
+
+up: $(STAMP)
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m clinic_pipeline.demo --keep-running
+
+down:
+	$(BIN)/python -m clinic_pipeline.standalone stop --home airflow-home
+.PHONY: up down
 
 test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
