@@ -9,11 +9,10 @@ more than one value of the primary cell, so no combination of totals can determi
 
 Per dimension a balanced set is built from that dimension's relations (sibling pairs {x: +1, y: -1}, or
 {x: +1, total: +1}, and for hierarchies and partitions the members needed to keep every relation of the
-dimension balanced), at the member's own level when one exists (siblings rather than a total above: the
-box's diagonal corners then stay as fine as the primary cell). Dimension by dimension, the set whose new
-corners cost least is chosen: a hidden cell is free, an absent (zero) cell costs 11, a shown cell its count
-plus one, a protected shown cell cannot be used. Absent corners the reader would see as 0 are returned so
-that the caller adds them as suppressed zero cells.
+dimension balanced). Dimension by dimension, the set whose new corners cost least is chosen, diagonal
+corners included (a box through a coarse total would hide large counts there): a hidden cell is free, a
+zero cell costs 11, a shown count its value plus one, a protected shown cell cannot be used. Absent corners
+the reader would see as 0 are returned so that the caller adds them as suppressed zero cells.
 """
 
 from __future__ import annotations
@@ -61,7 +60,8 @@ def certify_primaries(
     if rows.size == 0 or not dims:
         return Certificates(suppressed, pd.DataFrame(columns=list(dims)), 0)
     coding = _Coding.build(cells, dims, relations)
-    prices = _Prices(coding, np.where(suppressed, 0.0, np.where(locked, np.inf, cost_values + 1.0)), unknown_absent)
+    shown_cost = np.where(cost_values == 0, ABSENT_COST, cost_values + 1.0)
+    prices = _Prices(coding, np.where(suppressed, 0.0, np.where(locked, np.inf, shown_cost)), unknown_absent)
     templates = {
         d: {m: _templates(m, [r for r in coding.relations if r[0] == d]) for m in range(coding.sizes[d])}
         for d in range(len(dims))
@@ -276,8 +276,7 @@ def _templates(member: int, relations: list[tuple[int, int, tuple[int, ...]]]) -
         _, total, parts = relations[0]
         if member == total:
             return [[(member, 1), (p, 1)] for p in parts]
-        siblings = [[(member, 1), (p, -1)] for p in parts if p != member]
-        return siblings or [[(member, 1), (total, 1)]]
+        return [*([(member, 1), (p, -1)] for p in parts if p != member), [(member, 1), (total, 1)]]
     found: list[dict[int, int]] = []
     seen: set[tuple] = set()
     part_sets = [(total, parts, frozenset(parts)) for _, total, parts in relations]
@@ -304,22 +303,4 @@ def _templates(member: int, relations: list[tuple[int, int, tuple[int, ...]]]) -
             found.append(signs)
 
     extend({member: 1})
-    # Prefer sets that stay at the member's level or below: a box through a coarser total (e.g. the network
-    # row) would hide large published counts at its diagonal corners.
-    ancestors = _ancestors(member, relations)
-    level = [t for t in found if not ancestors & set(t)]
-    chosen = sorted(level or found, key=len)
-    return [[(member, 1), *((m, s) for m, s in t.items() if m != member)] for t in chosen]
-
-
-def _ancestors(member: int, relations: list[tuple[int, int, tuple[int, ...]]]) -> set[int]:
-    """The totals `member` adds up into, directly or through other totals."""
-    found: set[int] = set()
-    frontier = [member]
-    while frontier:
-        current = frontier.pop()
-        for _, total, parts in relations:
-            if current in parts and total not in found:
-                found.add(total)
-                frontier.append(total)
-    return found
+    return [[(member, 1), *((m, s) for m, s in t.items() if m != member)] for t in sorted(found, key=len)]
