@@ -188,20 +188,20 @@ def _event_counts(per_infusion: pd.DataFrame, coding: IncidenceCoding) -> pd.Dat
         base[f"filter_{dim}"] = (dim + "=" + base[dim].astype(str)).map(filter_codes).astype("int64")
     detail = [*EXPOSURE_DIMS, "system_row", "term_row", *(f"filter_{d}" for d in EVENT_FILTERS)]
     base = base.groupby(detail, sort=False)["numerator"].sum().rename("events").reset_index()
-    frames = []
+    # Every variant (exposure filters rolled up or not x event filter x row level) stacked as integer codes,
+    # then summed in one group-by: the 192 variants cost one pass instead of 192.
+    codes = {c: base[c].to_numpy(dtype=np.int64) for c in detail}
+    zeros = np.zeros(len(base), dtype=np.int64)
+    variants = []
     for rolled in _subsets(EXPOSURE_DIMS):
-        keep = [d for d in EXPOSURE_DIMS if d not in rolled]
+        exposure_codes = [zeros if d in rolled else codes[d] for d in EXPOSURE_DIMS]
         for event_filter in [None, *(f"filter_{d}" for d in EVENT_FILTERS)]:
             for row in ("term_row", "system_row", None):
-                by = keep + [c for c in (event_filter, row) if c]
-                if by:
-                    summed = base.groupby(by, sort=False)["events"].sum().reset_index()
-                else:
-                    summed = pd.DataFrame({"events": [int(base["events"].sum())]})
-                summed["event_filter"] = summed[event_filter] if event_filter else TOTAL
-                summed["row"] = summed[row] if row else TOTAL
-                frames.append(summed.assign(**dict.fromkeys(rolled, TOTAL))[columns])
-    return pd.concat(frames, ignore_index=True)
+                picked = [codes[event_filter] if event_filter else zeros, codes[row] if row else zeros]
+                variants.append(np.column_stack([*exposure_codes, *picked]))
+    stacked = pd.DataFrame(np.concatenate(variants), columns=INCIDENCE_DIMS)
+    stacked["events"] = np.tile(base["events"].to_numpy(dtype=np.int64), len(variants))
+    return stacked.groupby(INCIDENCE_DIMS, sort=False)["events"].sum().reset_index()[columns]
 
 
 def _patient_counts(per_patient: pd.DataFrame, coding: IncidenceCoding) -> pd.DataFrame:

@@ -54,8 +54,9 @@ def hidden(frame: pd.DataFrame, suppressed: np.ndarray, key: str = "clinic") -> 
         ({"A": 3, "B": 4, "C": 13}, {"A", "B", "C"}),
         # Nothing small: nothing hidden. 0 is shown.
         ({"A": 0, "B": 15, "C": 40}, set()),
-        # A small total hides itself; its only non-zero part (4) is small too; the zero stays shown.
-        ({"A": 4, "B": 0}, {"A", ALL}),
+        # A small total hides itself; its only non-zero part (4) is small too; the hypercube pairs A with its
+        # sibling B, so the 0 is hidden as well (siblings are preferred to totals: see hypercube.py).
+        ({"A": 4, "B": 0}, {"A", "B", ALL}),
         # Two small parts adding up to 12 >= 11: no third cell needed.
         ({"A": 5, "B": 7, "C": 30}, {"A", "B"}),
     ],

@@ -66,7 +66,7 @@
   }
 
   function countCell(value) {
-    return el("td", { class: value === null ? "suppressed" : null, text: fmtCount(value) });
+    return el("td", { class: value === null ? "count suppressed" : "count", text: fmtCount(value) });
   }
 
   function rowsOf(name) {
@@ -444,7 +444,9 @@
     body.push(
       el("div", { class: "controls", id: "incidence-exposure" }, [
         `Infusions: ${fmtCount(infusions)} · Patients: ${fmtCount(patients)}` +
-          (infusions === null ? " — too few to show rates for this selection." : ""),
+          (infusions === null
+            ? " — too few to show rates; only counts that can be shown are listed, every other row is hidden or 0."
+            : ""),
       ]),
     );
     const view = eventKey >= 0 ? INC.views[exposureKey.join(".") + "." + eventKey] : undefined;
