@@ -304,7 +304,7 @@ def _api_healthy(url: str) -> bool:
 # --- the metadata DB (read-only) -------------------------------------------------------------------------------
 
 
-def _query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
+def query_db(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
     if not db.exists():
         return []
     try:
@@ -315,12 +315,12 @@ def _query(db: Path, sql: str, params: tuple = ()) -> list[tuple]:
 
 
 def _registered_dags(db: Path) -> set[str]:
-    return {r[0] for r in _query(db, "select dag_id from dag where is_paused = 0 and is_stale = 0")}
+    return {r[0] for r in query_db(db, "select dag_id from dag where is_paused = 0 and is_stale = 0")}
 
 
 def _running_watcher_triggers(db: Path) -> int:
     """Asset-watcher triggers assigned to a triggerer job that is running."""
-    rows = _query(
+    rows = query_db(
         db,
         "select count(distinct t.id) from trigger t join asset_watcher w on w.trigger_id = t.id "
         "join job j on j.id = t.triggerer_id where j.state = 'running'",
@@ -366,7 +366,7 @@ class TaskTry:
 
 
 def dag_runs(db: Path) -> list[DagRun]:
-    rows = _query(
+    rows = query_db(
         db,
         "select dag_id, run_id, run_type, state, queued_at, start_date, end_date from dag_run order by id",
     )
@@ -374,7 +374,7 @@ def dag_runs(db: Path) -> list[DagRun]:
 
 
 def task_tries(db: Path) -> list[TaskTry]:
-    rows = _query(
+    rows = query_db(
         db,
         "select dag_id, run_id, task_id, map_index, try_number, state, start_date, end_date from task_instance",
     )
@@ -383,7 +383,7 @@ def task_tries(db: Path) -> list[TaskTry]:
 
 def queued_asset_runs(db: Path) -> set[str]:
     """DAGs with asset events waiting to become a run (the scheduler's asset_dag_run_queue)."""
-    return {r[0] for r in _query(db, "select distinct target_dag_id from asset_dag_run_queue")}
+    return {r[0] for r in query_db(db, "select distinct target_dag_id from asset_dag_run_queue")}
 
 
 def task_log_file(home: Path, ti: TaskTry) -> Path | None:
