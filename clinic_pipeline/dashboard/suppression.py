@@ -16,11 +16,16 @@ Method (CMS cell-size policy; `docs/dashboard.md`):
      derivable: it must not be a small count either).
    A violation suppresses the part with the smallest non-zero count that is neither suppressed nor
    `protected` (protected rows are published by another table, whose suppression decides them).
-3. A row's counts share one state: a rate is shown only when its numerator and denominator are.
+3. **Hypercube certificates** (`hypercube.py`): every primary cell gets a box of suppressed cells such that
+   +t/-t at its corners leaves every total unchanged, so no chain of relations can pin it down either;
+   then step 2 runs again. Absent (zero) corners the page would show as 0 are added, suppressed.
+4. A row's counts share one state (`suppress_in_turn` gives each count its own when one small count must
+   not hide the others of its row): a rate is shown only when its numerator and denominator are.
 
-Limits: the passes above stop every disclosure through one relation; a disclosure through a chain of several
-relations is possible in principle, so `exact_disclosures` audits a pattern with linear algebra (the tests
-run it on every lattice). Bounds narrower than 1-10 (from non-negativity) are not searched for.
+Limits: exact disclosure is prevented (`exact_disclosures` audits it with linear algebra in the tests);
+bounds narrower than 1-10 that non-negativity gives (a hidden cell paired with a hidden 0) are not searched
+for. Tables are linked through `forced` / `protected` where they publish the same total; differences between
+related but distinct quantities of different views are documented in docs/dashboard.md.
 """
 
 from __future__ import annotations
@@ -102,6 +107,8 @@ def suppress_cells(
     `cells`: one row per combination of `dims` (rows absent = every count 0; a total row must exist when
     one of its parts is non-zero), with the count columns `measures`. The result may hold more rows than
     `cells`: zero cells that a hypercube had to hide (their other columns are missing values).
+    `unknown_absent`: combinations of some dimensions where the page does not show an absent cell as 0
+    (a hypercube corner there need not be added).
     """
     cells = cells.reset_index(drop=True)
     n = len(cells)
