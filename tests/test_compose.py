@@ -74,6 +74,21 @@ def test_airflow_services_share_the_common_image_and_env(model):
         assert common["environment"].items() <= service["environment"].items(), name
 
 
+def test_every_image_is_pinned_to_a_version(model):
+    """A tag with at least major.minor (`postgres:16.15`, not `postgres:16` or `latest`); no digest needed."""
+    for name, service in model["services"].items():
+        image = service["image"]
+        tag = image.rpartition("/")[2].partition(":")[2]
+        assert tag and tag != "latest" and re.search(r"\d+\.\d+", tag), f"{name}: {image}"
+
+
+def test_the_pipeline_image_tag_is_the_project_version(model):
+    import tomllib
+
+    version = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+    assert model["x-airflow-common"]["image"] == f"clinic-pipeline:{version}"
+
+
 @pytest.mark.parametrize(("name", "command"), COMMANDS.items())
 def test_each_airflow_component_runs_its_command(model, name, command):
     assert model["services"][name]["command"] == command
