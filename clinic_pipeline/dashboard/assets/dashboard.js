@@ -445,7 +445,7 @@
       el("div", { class: "controls", id: "incidence-exposure" }, [
         `Infusions: ${fmtCount(infusions)} · Patients: ${fmtCount(patients)}` +
           (infusions === null
-            ? " — too few to show rates; only counts that can be shown are listed, every other row is hidden or 0."
+            ? " — hidden, so no rates; only the counts that can be shown are listed, every other row is hidden or 0."
             : ""),
       ]),
     );
@@ -474,7 +474,13 @@
       });
     });
     if (!rows.length) {
-      body.push(empty("No counted adverse events match these filters."));
+      body.push(
+        empty(
+          infusions === null
+            ? `Every count of this selection is hidden ("${SUP}": fewer than 11, or hidden so that another count cannot be worked out).`
+            : "No counted adverse events match these filters.",
+        ),
+      );
       return section("incidence", "Adverse-event incidence by body system and term", used, body);
     }
     const measure = state.incidenceMeasure;
