@@ -37,6 +37,8 @@ def ehr_url() -> str:
     try:
         from airflow.sdk import BaseHook
 
-        return BaseHook.get_connection("clinic_ehr").get_uri()
+        uri = BaseHook.get_connection("clinic_ehr").get_uri()
+        # Airflow spells a postgres connection "postgres://", which SQLAlchemy refuses.
+        return "postgresql+psycopg2://" + uri.removeprefix("postgres://") if uri.startswith("postgres://") else uri
     except Exception:  # no such connection: fall back to the environment, then to the embedded default
         return os.environ.get("CLINIC_EHR_URL", f"sqlite:///{(landing_dir() / 'ehr.sqlite').resolve()}")
