@@ -1,7 +1,7 @@
 """Hypercube certificates: every primary-suppressed count gets a box of suppressed cells around it.
 
 Suppressing so that no relation has a single hidden cell stops the one-step subtraction, but a chain of
-relations can still pin a hidden cell down (the linear audit in `suppression.exact_disclosures` finds such
+relations can still pin a hidden cell down (the linear audit in `audit.exact_disclosures` finds such
 cells on real lattices). The hypercube method (Repsilber; tau-ARGUS "GHMITER") closes that gap: for each
 primary cell it suppresses the corners of a box, one small "balanced" set of members per dimension, such
 that adding +t / -t at the corners keeps every published total unchanged. The published numbers then fit

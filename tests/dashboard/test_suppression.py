@@ -17,14 +17,8 @@ import pandas as pd
 import pytest
 
 from clinic_pipeline.dashboard import incidence
-from clinic_pipeline.dashboard.suppression import (
-    ALL,
-    Complement,
-    Relation,
-    exact_disclosures,
-    is_small,
-    suppress_cells,
-)
+from clinic_pipeline.dashboard.audit import exact_disclosures
+from clinic_pipeline.dashboard.suppression import ALL, Complement, Relation, is_small, suppress_cells
 from tests.dashboard.conftest import PublishedDashboard
 from tests.dashboard.disclosure import derivable_small_counts, small_counts
 
