@@ -138,9 +138,10 @@ def monitoring_view(monitoring_compliance: pd.DataFrame, exposure: pd.DataFrame)
     cells, hidden = suppress_in_turn(
         cells,
         keys,
-        [("sessions_evaluated", None), ("sessions_passed", "sessions_evaluated")],
+        [("sessions_evaluated", "sessions"), ("sessions_passed", "sessions_evaluated")],
         SESSION_DIMS,
-        forced=~cells["sessions_shown"].to_numpy(),  # evaluated sessions are (nearly) all sessions
+        shown_columns={"sessions": "sessions_shown"},
+        forced=_hidden_sessions_evaluated(cells, monitoring_compliance, exposure),
     )
     cells = cells.astype(dict.fromkeys(measures, "int64"))
     out = cells[keys].copy()
@@ -159,6 +160,29 @@ def monitoring_view(monitoring_compliance: pd.DataFrame, exposure: pd.DataFrame)
         notes="Checks: pre-dose BP, a reading near 40 min, a reading before discharge, reading cadence, >= 2 h "
         "observation (esketamine), discharged when ready; 'monitoring_compliant' = every applicable check.",
     )
+
+
+def _hidden_sessions_evaluated(
+    cells: pd.DataFrame, monitoring_compliance: pd.DataFrame, exposure: pd.DataFrame
+) -> np.ndarray:
+    """Rows whose evaluated sessions equal an exposure count hidden there: the sessions of the row when the
+    check applies to every protocol, else (an "all protocols" row of a check that applies to some protocols,
+    like the esketamine-only 2-hour observation) the sessions of those protocols."""
+    hidden = ~cells["sessions_shown"].to_numpy()
+    protocols = set(monitoring_compliance["protocol"].astype(str))
+    applies = monitoring_compliance.loc[monitoring_compliance["sessions_evaluated"] > 0]
+    state = exposure.loc[exposure["conmed_stratum"] == ALL].set_index(SESSION_DIMS)["suppressed"]
+    for check, rows in applies.groupby("check"):
+        subset = set(rows["protocol"].astype(str))
+        if subset == protocols:
+            continue
+        mask = ((cells["check"] == check) & (cells["protocol"] == ALL)).to_numpy()
+        for protocol in subset:
+            key = pd.MultiIndex.from_arrays(
+                [cells.loc[mask, "clinic_id"], [protocol] * int(mask.sum()), cells.loc[mask, "infusion_bucket"]]
+            )
+            hidden[mask] |= state.reindex(key).fillna(False).to_numpy(dtype=bool)
+    return hidden
 
 
 def discharge_view(discharge_readiness: pd.DataFrame, exposure: pd.DataFrame) -> PublishedTable:
