@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import time
 from pathlib import Path
@@ -71,6 +72,7 @@ def _say(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _args(argv)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `kill` stops Airflow too, like Ctrl-C
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     started = time.monotonic()
     if (pid := running_pid(args.home)) is not None:
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         airflow.start()
         ready = airflow.wait_ready(say=_say)
         _say(f"    Airflow ready in {ready:.0f} s: 5 DAGs unpaused, 4 landing watchers running, sweep disabled")
+        _say(f"    watch it at {airflow.url}/ (user admin, password {airflow.admin_password()})")
         _say(
             f"2/5 the clinic systems announce their batches: {args.clinics} clinics x {args.days} days, "
             f"fault rate {args.faults:g} (every batch: files, then its marker in {args.data}/landing/_ready/)"
@@ -111,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if stop:
             _say("5/5 stopping Airflow (every process it started)...")
-            airflow.stop()
-            _say(f"    stopped. Total {time.monotonic() - started:.0f} s. Restart with `make up` to browse the UI.")
+            if left := airflow.stop():
+                _say(f"    WARNING still running after the stop: pids {sorted(left)}")
+                ok = False
+            _say(f"    stopped. Total {time.monotonic() - started:.0f} s. `make up` keeps Airflow up to browse the UI.")
         elif airflow.alive():
             _say(
                 f"5/5 Airflow keeps running at {airflow.url} (process group {airflow.proc.pid}, log "

@@ -28,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,39 +84,87 @@ def pick_port(preferred: int | None) -> tuple[int, str | None]:
     return port, f"port {preferred} is taken; using {port} (set CLINIC_AIRFLOW_PORT to choose)"
 
 
-def group_members(pgid: int) -> list[int]:
-    """Live processes of a process group (from /proc; zombies do not count)."""
-    members = []
+INSTANCE_VAR = "CLINIC_AIRFLOW_INSTANCE"  # in the environment of the processes the standalone starts
+
+
+@dataclass(frozen=True)
+class _Proc:
+    pid: int
+    ppid: int
+    pgid: int
+    marked: bool  # its environment holds this standalone's instance id (retitled processes lose it)
+
+
+def _processes(marker: bytes | None) -> list[_Proc]:
+    """Live processes (zombies do not count), from /proc."""
+    found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             stat = (entry / "stat").read_text()
+            environ = (entry / "environ").read_bytes() if marker else b""
         except OSError:
             continue
         fields = stat[stat.rindex(")") + 2 :].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            members.append(int(entry.name))
-    return members
+        if fields[0] not in ("Z", "X"):
+            marked = marker is not None and marker in environ.split(b"\0")
+            found.append(_Proc(int(entry.name), int(fields[1]), int(fields[2]), marked))
+    return found
 
 
-def stop_group(pgid: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
-    """SIGTERM the whole process group, wait until every member is gone, then SIGKILL what is left."""
+def group_members(pgid: int) -> list[int]:
+    """Live processes of a process group."""
+    return [p.pid for p in _processes(None) if p.pgid == pgid]
+
+
+def instance_processes(instance: str) -> dict[int, int]:
+    """pid -> process group of the live processes whose environment names the standalone `instance`."""
+    marker = f"{INSTANCE_VAR}={instance}".encode()
+    return {p.pid: p.pgid for p in _processes(marker) if p.marked and p.pid != os.getpid()}
+
+
+def stop_processes(
+    leader: int | None, instance: str | None, timeout: float = 30.0, proc: subprocess.Popen | None = None
+) -> list[int]:
+    """Stop the standalone `leader` and everything it started: SIGTERM to its process group and to the group
+    of every descendant (LocalExecutor runs each task under a supervisor in a session of its own, which a
+    signal to the standalone's group alone would leave running), wait until all are gone, then SIGKILL.
+    Descendants are found before any signal (an orphan loses its parent link); processes whose environment
+    names the instance are included too (`make down` after the leader died). Returns what is left (nothing)."""
+    marker = f"{INSTANCE_VAR}={instance}".encode() if instance else None
+    groups = {leader} if leader else set()
+    tree = {leader} if leader else set()
+    own_group = os.getpgrp()
+
+    def remaining() -> list[_Proc]:
+        if proc is not None:
+            proc.poll()  # reap the leader, or it stays a zombie
+        procs = [p for p in _processes(marker) if p.pid != os.getpid()]
+        children: dict[int, list[_Proc]] = {}
+        for p in procs:
+            children.setdefault(p.ppid, []).append(p)
+        todo = [p for p in procs if p.pid in tree or p.pgid in groups or p.marked]
+        while todo:
+            p = todo.pop()
+            tree.add(p.pid)
+            groups.add(p.pgid)
+            todo += [c for c in children.get(p.pid, []) if c.pid not in tree]
+        return [p for p in procs if p.pid in tree or p.pgid in groups]
+
     for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 10.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
+        if not remaining():
             break
+        for group in sorted(g for g in groups if g > 1 and g != own_group):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, sig)
         deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
-            if proc is not None:
-                proc.poll()  # reap the leader, or it stays a zombie
-            if not group_members(pgid):
-                return
+        while time.monotonic() < deadline and remaining():
             time.sleep(0.5)
     if proc is not None:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=5)
+    return [p.pid for p in remaining()]
 
 
 def _is_standalone(pid: int) -> bool:
@@ -126,24 +175,31 @@ def _is_standalone(pid: int) -> bool:
     return b"standalone" in cmdline and any(b"airflow" in part for part in cmdline)
 
 
-def running_pid(home: Path) -> int | None:
-    """The process group of a standalone started from this AIRFLOW_HOME that is still running, if any."""
+def _pid_file(home: Path) -> tuple[int, str | None] | None:
     try:
-        pid = int((home / PID_FILE).read_text().split()[0])
+        parts = (home / PID_FILE).read_text().split()
+        return int(parts[0]), (parts[1] if len(parts) > 1 else None)
     except (OSError, ValueError, IndexError):
         return None
-    return pid if _is_standalone(pid) else None
+
+
+def running_pid(home: Path) -> int | None:
+    """The process group of a standalone started from this AIRFLOW_HOME that is still running, if any."""
+    recorded = _pid_file(home)
+    return recorded[0] if recorded and _is_standalone(recorded[0]) else None
 
 
 def stop_running(home: Path) -> bool:
-    """Stop the standalone recorded in `home`'s pid file (`make down`). False when none was running."""
-    pid = running_pid(home)
-    if pid is None:
-        (home / PID_FILE).unlink(missing_ok=True)
+    """Stop the standalone recorded in `home`'s pid file and what it started (`make down`). False when it was
+    not running (tasks it left behind are stopped anyway)."""
+    recorded = _pid_file(home)
+    if recorded is None:
         return False
-    stop_group(pid)
+    pid, instance = recorded
+    was_running = _is_standalone(pid)
+    stop_processes(pid if was_running else None, instance)
     (home / PID_FILE).unlink(missing_ok=True)
-    return True
+    return was_running
 
 
 # --- the local Airflow -----------------------------------------------------------------------------------------
@@ -164,6 +220,7 @@ class LocalAirflow:
     sweep_cron: str = NEVER_CRON
     extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen | None = None
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     @property
     def db(self) -> Path:
@@ -215,6 +272,7 @@ class LocalAirflow:
             "CLINIC_EVENT_BUS": "files",
             "CLINIC_SWEEP_CRON": self.sweep_cron,
             "GX_ANALYTICS_ENABLED": "False",
+            INSTANCE_VAR: self.instance,
             **self.extra_env,
         }
 
@@ -234,15 +292,14 @@ class LocalAirflow:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        (self.home / PID_FILE).write_text(f"{self.proc.pid}\n")
+        (self.home / PID_FILE).write_text(f"{self.proc.pid} {self.instance}\n")
 
-    def stop(self) -> None:
-        """Stop every process of the standalone's group (scheduler, executor workers, tasks, triggerer, ...)."""
-        if self.proc is not None:
-            stop_group(self.proc.pid, proc=self.proc)
-        else:
-            stop_running(self.home)
+    def stop(self) -> list[int]:
+        """Stop every process the standalone started (scheduler, executor workers, tasks, triggerer, ...);
+        returns the pids still alive afterwards (none)."""
+        left = stop_processes(self.proc.pid if self.proc else running_pid(self.home), self.instance, proc=self.proc)
         (self.home / PID_FILE).unlink(missing_ok=True)
+        return left
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
