@@ -32,8 +32,8 @@ demo: $(STAMP)
 up: $(STAMP)
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m clinic_pipeline.demo --keep-running
 
-down:
-	$(BIN)/python -m clinic_pipeline.standalone stop --home airflow-home
+down:  # without a venv nothing can be running
+	test ! -x $(BIN)/python || $(BIN)/python -m clinic_pipeline.standalone stop --home airflow-home
 .PHONY: up down
 
 test: $(STAMP) $(NODE_STAMP)
