@@ -239,20 +239,7 @@ def bench_ingest(clinics: int, days: int, workdir: Path) -> dict[str, Any]:
     )
     # RUSAGE_CHILDREN keeps the largest child seen so far: measure the smaller run in a fresh process tree.
     landing, lake = str(third / "landing"), str(third / "lake")
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import json, sys; from pathlib import Path; from clinic_pipeline.bench import _ingest_subprocess; "
-                f"print(json.dumps(_ingest_subprocess(Path({landing!r}), Path({lake!r}))))"
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    smaller = json.loads(probe.stdout.strip().splitlines()[-1])
+    smaller = _in_fresh_process("_ingest_subprocess", landing, lake)
     return {"month": month, "stages": stages, "third_of_month": smaller, "target_seconds": 120}
 
 
@@ -284,9 +271,15 @@ def _safety_subprocess(lake: Path) -> dict[str, Any]:
 
 
 def bench_safety(workdir: Path) -> dict[str, Any]:
+    return _in_fresh_process("_safety_subprocess", workdir / "lake")
+
+
+def _in_fresh_process(function: str, *paths: Path | str) -> dict[str, Any]:
+    """`function(*paths)` of this module in a new interpreter: its own peak memory, no state shared."""
+    args = ", ".join(f"Path({str(p)!r})" for p in paths)
     code = (
-        "import json; from pathlib import Path; from clinic_pipeline.bench import _safety_subprocess; "
-        f"print(json.dumps(_safety_subprocess(Path({str(workdir / 'lake')!r}))))"
+        f"import json; from pathlib import Path; from clinic_pipeline.bench import {function}; "
+        f"print(json.dumps({function}({args})))"
     )
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(probe.stdout.strip().splitlines()[-1])
@@ -300,20 +293,7 @@ def bench_fhir(workdir: Path, sample_size: int = 3000) -> dict[str, Any]:
     from fhir_mappings.validation import model_class, validate_files
 
     lake = workdir / "lake"
-    probe = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            (
-                "import json; from pathlib import Path; from clinic_pipeline.bench import _fhir_export_subprocess; "
-                f"print(json.dumps(_fhir_export_subprocess(Path({str(lake)!r}))))"
-            ),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    export = json.loads(probe.stdout.strip().splitlines()[-1])
+    export = _in_fresh_process("_fhir_export_subprocess", lake)
     # The naive way on a sample drawn in proportion from every resource type of the same export.
     rng = random.Random(7)
     files = sorted((lake / "fhir" / "export").glob("*.ndjson"))

@@ -20,6 +20,7 @@ from fhir_mappings.gate import gate
 from fhir_mappings.mapped import REJECTION_COLUMNS, Mapped, concat_rejections
 from fhir_mappings.provenance import Trail, build_provenance
 from fhir_mappings.questionnaires import build_questionnaires
+from fhir_mappings.resource_types import RESOURCE_TYPES
 from fhir_mappings.sessions import (
     build_dosing_weights,
     build_encounters,
@@ -28,17 +29,6 @@ from fhir_mappings.sessions import (
 )
 from fhir_mappings.validation import references
 from fhir_mappings.vital_signs import build_vital_signs
-
-RESOURCE_TYPES = (
-    "Organization",
-    "Patient",
-    "Encounter",
-    "MedicationAdministration",
-    "Observation",
-    "QuestionnaireResponse",
-    "AdverseEvent",
-    "Provenance",
-)
 
 
 @dataclass

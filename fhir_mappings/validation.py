@@ -17,22 +17,10 @@ from typing import Any
 import orjson
 
 from fhir_mappings import profile_rules
+from fhir_mappings.resource_types import RESOURCE_TYPES
 
 # R4 resource types whose R4B models are wire-identical to R4 (research: R4 vs R4B StructureDefinition diff).
-SUPPORTED = frozenset(
-    [
-        "Organization",
-        "Patient",
-        "Encounter",
-        "MedicationAdministration",
-        "Observation",
-        "QuestionnaireResponse",
-        "AdverseEvent",
-        "Provenance",
-        "Bundle",
-        "OperationOutcome",
-    ]
-)
+SUPPORTED = frozenset([*RESOURCE_TYPES, "Bundle", "OperationOutcome"])
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,6 +7,7 @@ import json
 
 import pandas as pd
 
+from clinic_pipeline.fhir.export import STAGED_TABLES
 from fhir_mappings.network import StagedNetwork
 
 
@@ -151,6 +152,9 @@ def staged_rows() -> StagedNetwork:
     )
 
 
+PER_PATIENT = [t for t in STAGED_TABLES if t != "clinics"]
+
+
 def staged_patients(count: int) -> StagedNetwork:
     """`staged_rows()` for `count` patients of the same clinic (keys suffixed), as one staged network."""
     import pandas as pd
@@ -158,14 +162,7 @@ def staged_patients(count: int) -> StagedNetwork:
     copies = []
     for n in range(count):
         one = staged_rows()
-        for name in (
-            "patients",
-            "infusion_sessions",
-            "vital_signs",
-            "questionnaire_responses",
-            "clinician_ratings",
-            "adverse_events",
-        ):
+        for name in PER_PATIENT:
             frame = getattr(one, name).copy()
             for column in ("patient_id", "session_id", "mrn", "ae_id", "rating_key", "questionnaire_id"):
                 if column in frame:
@@ -182,17 +179,7 @@ def staged_patients(count: int) -> StagedNetwork:
     first = copies[0]
     return StagedNetwork(
         clinics=first.clinics,
-        **{
-            name: pd.concat([getattr(c, name) for c in copies], ignore_index=True)
-            for name in (
-                "patients",
-                "infusion_sessions",
-                "vital_signs",
-                "questionnaire_responses",
-                "clinician_ratings",
-                "adverse_events",
-            )
-        },
+        **{name: pd.concat([getattr(c, name) for c in copies], ignore_index=True) for name in PER_PATIENT},
     )
 
 
@@ -201,14 +188,6 @@ def write_lake(root, staged: StagedNetwork):
     from clinic_pipeline.lake import Lake
 
     lake = Lake(root)
-    for name in (
-        "clinics",
-        "patients",
-        "infusion_sessions",
-        "vital_signs",
-        "questionnaire_responses",
-        "clinician_ratings",
-        "adverse_events",
-    ):
+    for name in STAGED_TABLES:
         lake.write_parquet(lake.path("staged", name, "part.parquet"), getattr(staged, name))
     return lake
