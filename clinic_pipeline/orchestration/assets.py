@@ -24,7 +24,8 @@ def _watcher(source: str) -> AssetWatcher:
     if settings.event_bus() == "redis":
         from clinic_pipeline.triggers.redis_streams import RedisStreamEventTrigger
 
-        return AssetWatcher(name=f"{source}_batches_on_redis", trigger=RedisStreamEventTrigger(source=source))
+        trigger = RedisStreamEventTrigger(source=source, stream=settings.event_stream())
+        return AssetWatcher(name=f"{source}_batches_on_redis", trigger=trigger)
     from clinic_pipeline.triggers.landing_markers import LandingMarkerTrigger
 
     directory = str(settings.landing_dir() / "_ready" / source)

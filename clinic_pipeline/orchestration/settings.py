@@ -3,6 +3,7 @@
     CLINIC_LANDING      landing zone folder the clinic systems write into
     CLINIC_LAKE         lake root (folder or fsspec URL)
     CLINIC_EVENT_BUS    "files" (default: marker files) or "redis" (Redis Streams, connection clinic_events_redis)
+    CLINIC_EVENT_STREAM Redis Stream the clinic systems announce batches on (default clinic-pipeline:batches)
     CLINIC_SWEEP_CRON   time-based sweep next to the events (default every 5 minutes)
 The EHR database is the Airflow connection `clinic_ehr` when defined, else CLINIC_EHR_URL, else the
 SQLite file in the landing zone (the embedded default).
@@ -26,6 +27,10 @@ def lake_root() -> str:
 
 def event_bus() -> str:
     return os.environ.get("CLINIC_EVENT_BUS", "files")
+
+
+def event_stream() -> str:
+    return os.environ.get("CLINIC_EVENT_STREAM", "clinic-pipeline:batches")
 
 
 def sweep_cron() -> str:

@@ -36,6 +36,7 @@ LEFT_TO_DEFAULT = {
     "CLINIC_ALERTS_SMTP_CONN": "overrides the connection id clinic_alerts_smtp; the default id is the one set",
     "CLINIC_ALERTS_WEBHOOK_CONN": "overrides the connection id clinic_alerts_webhook; the default id is set",
     "CLINIC_QUALITY_DIR": "set by the quality gates themselves for the GX configuration (the lake's quality/)",
+    "CLINIC_EVENT_STREAM": "the simulator and the watchers share the default stream clinic-pipeline:batches",
 }
 OPTIONAL_CONNECTIONS = {"clinic_alerts_smtp", "clinic_alerts_webhook"}
 # Options of the providers the image adds (their config is not in the core description the venv knows).
