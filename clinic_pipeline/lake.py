@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -64,11 +65,12 @@ class Lake:
         else:
             self._commit(target, lambda p: frame.to_parquet(str(p), index=False))
 
-    def read_parquets(self, pattern_root: UPath) -> Any:
+    def read_parquets(self, pattern_root: UPath, columns: list[str] | None = None) -> Any:
         """All parquet files under a folder as one DataFrame (empty when there are none).
 
         Read as one Arrow dataset over the union of the files' schemas (a column missing from older files
         comes back null) and converted to pandas once: several times faster than one DataFrame per file.
+        `columns`: only these (those that exist), for readers that need a few columns of a wide table.
         """
         import pandas as pd
         import pyarrow as pa
@@ -79,9 +81,12 @@ class Lake:
         if not files:
             return pd.DataFrame()
         filesystem = None if self.local else self.root.fs
-        schemas = [pq.read_schema(f, filesystem=filesystem) for f in files]
+        with ThreadPoolExecutor(max_workers=8) as pool:  # footers: I/O and C++ parsing, the GIL is released
+            schemas = list(pool.map(lambda f: pq.read_schema(f, filesystem=filesystem), files))
         schema = pa.unify_schemas(schemas, promote_options="permissive")  # keeps the first file's pandas metadata
-        return ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem).to_table().to_pandas()
+        dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem)
+        wanted = None if columns is None else [c for c in columns if c in schema.names]
+        return dataset.to_table(columns=wanted).to_pandas()
 
     # --- zones --------------------------------------------------------------------------------------------
 

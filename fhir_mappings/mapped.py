@@ -13,6 +13,7 @@ signs, is built straight as NDJSON lines from a per-shape byte template (`fhir_m
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -97,11 +98,20 @@ def not_in(frame: pd.DataFrame, column: str, allowed: Any, rule: str = "value_se
     return RowCheck(rule, f"{column} is not in the value set of its FHIR element", ~frame[column].isin(list(allowed)))
 
 
+class KeySet(frozenset):
+    """Keys of exported parents, with the array form pandas' `isin` wants made once (not once per chunk)."""
+
+    @functools.cached_property
+    def array(self) -> pd.Index:
+        return pd.Index(sorted(self), dtype="string")
+
+
 def unresolved(frame: pd.DataFrame, column: str, known: Any, target: str) -> RowCheck:
+    values = known.array if isinstance(known, KeySet) else known
     return RowCheck(
         "reference_unresolved",
         f"{column} refers to a {target} that is not in the export (held in quarantine or never received)",
-        ~frame[column].isin(known),
+        ~frame[column].isin(values),
     )
 
 

@@ -17,7 +17,7 @@ from fhir_mappings import identity as ids
 from fhir_mappings.administrative import build_organizations, build_patients
 from fhir_mappings.adverse_events import build_detected_events, build_recorded_events
 from fhir_mappings.gate import gate
-from fhir_mappings.mapped import REJECTION_COLUMNS, Mapped, concat_rejections
+from fhir_mappings.mapped import REJECTION_COLUMNS, KeySet, Mapped, concat_rejections
 from fhir_mappings.provenance import Trail, build_provenance
 from fhir_mappings.questionnaires import build_questionnaires
 from fhir_mappings.resource_types import RESOURCE_TYPES
@@ -94,8 +94,8 @@ class NetworkMapper:
         self._rejections.append(admitted.rejections)
         return admitted
 
-    def _keys(self, mapped: Mapped) -> set[str]:
-        return {r["identifier"][0]["value"] for r in mapped.resources}
+    def _keys(self, mapped: Mapped) -> KeySet:
+        return KeySet(r["identifier"][0]["value"] for r in mapped.resources)
 
     def groups(self) -> Iterator[Mapped]:
         """Each admitted group once; the consumer writes its lines and lets it go (memory: one group)."""
@@ -107,7 +107,7 @@ class NetworkMapper:
         patient_keys = self._keys(patients)
         yield patients
         del organizations, patients
-        session_keys: set[str] = set()
+        session_keys = KeySet()
         if len(staged.infusion_sessions):
             sessions, rejected = session_rows(staged.infusion_sessions, patient_keys)
             self._rejections.append(rejected)
@@ -121,7 +121,7 @@ class NetworkMapper:
             del encounters, weights
             administrations = self._admit(build_medication_administrations(sessions, weighed))
             # Children point to the Encounter and (adverse events) to the MedicationAdministration.
-            session_keys = encounter_keys & self._keys(administrations)
+            session_keys = KeySet(encounter_keys & self._keys(administrations))
             yield administrations
             del administrations
         for start in range(0, len(staged.vital_signs), self.chunk_rows):

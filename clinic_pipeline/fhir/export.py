@@ -37,6 +37,45 @@ STAGED_TABLES = (
     "clinician_ratings",
     "adverse_events",
 )
+# The columns the mapping reads of the wide file-source tables (the others are read whole).
+COLUMNS = {
+    "vital_signs": [
+        "session_id",
+        "patient_id",
+        "observed_at",
+        "sbp_mmhg",
+        "dbp_mmhg",
+        "hr_bpm",
+        "spo2_pct",
+        "rr_per_min",
+        "temp_c",
+        "batch_id",
+    ],
+    "questionnaire_responses": [
+        "questionnaire_id",
+        "instrument",
+        "status",
+        "session_id",
+        "patient_id",
+        "authored_at",
+        "answers_json",
+        "total_score",
+        "score_band",
+        "cssrs_risk",
+        "batch_id",
+    ],
+    "clinician_ratings": [
+        "rating_key",
+        "instrument",
+        "session_id",
+        "patient_id",
+        "rated_at",
+        "items_json",
+        "is_complete",
+        "total_score",
+        "batch_id",
+    ],
+}
 EXPORT_DIR = ("fhir", "export")
 ERROR_FILE = "OperationOutcome.ndjson"
 
@@ -57,7 +96,7 @@ def load_staged_network(lake: Lake) -> StagedNetwork:
     """The staged tables, plus the events the safety rules detected (from the marts, when built)."""
     from clinic_pipeline.fhir.detected import detected_events
 
-    tables = {name: lake.read_parquets(lake.staged_table(name)) for name in STAGED_TABLES}
+    tables = {name: lake.read_parquets(lake.staged_table(name), COLUMNS.get(name)) for name in STAGED_TABLES}
     return StagedNetwork(**tables, detected_events=detected_events(lake, tables["infusion_sessions"]))
 
 
