@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +80,7 @@ class Lake:
         if not files:
             return pd.DataFrame()
         filesystem = None if self.local else self.root.fs
-        with ThreadPoolExecutor(max_workers=8) as pool:  # footers: I/O and C++ parsing, the GIL is released
-            schemas = list(pool.map(lambda f: pq.read_schema(f, filesystem=filesystem), files))
+        schemas = [pq.read_schema(f, filesystem=filesystem) for f in files]
         schema = pa.unify_schemas(schemas, promote_options="permissive")  # keeps the first file's pandas metadata
         dataset = ds.dataset(files, schema=schema, format="parquet", filesystem=filesystem)
         wanted = None if columns is None else [c for c in columns if c in schema.names]
