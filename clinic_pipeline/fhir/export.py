@@ -131,9 +131,13 @@ def export_fhir(lake: Lake) -> ExportSummary:
             if group.lines:
                 handles[group.resource_type].write(b"\n".join(group.lines) + b"\n")
                 counts[group.resource_type] += len(group)
-    finally:
-        for handle in handles.values():
+    except BaseException:
+        for rtype, handle in handles.items():  # a failed export leaves the previous one in place, no debris
             handle.close()
+            temporary[rtype].unlink()
+        raise
+    for handle in handles.values():
+        handle.close()
     outputs = []
     for rtype in RESOURCE_TYPES:
         target = export_dir / f"{rtype}.ndjson"
