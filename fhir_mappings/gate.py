@@ -39,14 +39,20 @@ def gate(mapped: Mapped, verdicts: dict[Hashable, str | None] | None = None) -> 
     if built_as_dicts:
         mapped.ids = [r["id"] for r in mapped.resources]
         mapped.lines = [orjson.dumps(r) for r in mapped.resources]
-    keep: list[bool] = []
-    seen: set[str] = set()
-    rejected: list[dict[str, str]] = []
-    for index, (rid, shape, batch) in enumerate(zip(mapped.ids, mapped.shapes, mapped.batch_ids, strict=True)):
+    first_of_shape: dict[Hashable, int] = {}
+    for index, shape in enumerate(mapped.shapes):
+        first_of_shape.setdefault(shape, index)
+    for shape, index in first_of_shape.items():
         if shape not in verdicts:
             example = mapped.resources[index] if built_as_dicts else mapped.examples[shape]
             found = resource_problems(example)
             verdicts[shape] = f"{found[0][0]}: {found[0][1]}" if found else None
+    if all(verdicts[shape] is None for shape in first_of_shape) and len(set(mapped.ids)) == len(mapped.ids):
+        return mapped  # the common case: every shape valid, no duplicate id
+    keep: list[bool] = []
+    seen: set[str] = set()
+    rejected: list[dict[str, str]] = []
+    for index, (rid, shape, batch) in enumerate(zip(mapped.ids, mapped.shapes, mapped.batch_ids, strict=True)):
         problem = verdicts[shape]
         rule = "fhir_structure" if problem else None
         if problem is None and rid in seen:

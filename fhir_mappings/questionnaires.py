@@ -171,10 +171,11 @@ def build_questionnaires(
         responses.patient_ids.append(patient)
         responses.batch_ids.append(batch)
         responses.source_times.append(when)
-    return responses, _scores(good.assign(_authored=authored), identifier_system, key_column)
+    response_ids = dict(zip(good[key_column].tolist(), responses.ids, strict=True))
+    return responses, _scores(good.assign(_authored=authored), response_ids, key_column)
 
 
-def _scores(forms: pd.DataFrame, response_system: str, key_column: str) -> Mapped:
+def _scores(forms: pd.DataFrame, response_ids: dict[str, str], key_column: str) -> Mapped:
     """Scored Observations: totals (PHQ-9, GAD-7, CADSS, MADRS) and the C-SSRS screener's risk level."""
     total = forms["total_score"].notna()
     risk = forms["cssrs_risk"].isin(list(CSSRS_RISKS)) if "cssrs_risk" in forms else pd.Series(False, forms.index)
@@ -219,7 +220,7 @@ def _scores(forms: pd.DataFrame, response_system: str, key_column: str) -> Mappe
             resource["valueInteger"] = int(value)
         if band:
             resource["interpretation"] = [{"text": band}]
-        resource["derivedFrom"] = [ids.reference("QuestionnaireResponse", response_id(response_system, key))]
+        resource["derivedFrom"] = [ids.reference("QuestionnaireResponse", response_ids[key])]
         out.resources.append(resource)
         out.shapes.append(("Observation", "score", spec.score_kind, bool(band)))
         out.patient_ids.append(patient)
