@@ -41,11 +41,7 @@ def build_organizations(clinics: pd.DataFrame) -> Mapped:
         }
         if with_state:
             resource["address"] = [{"state": state, "country": "US"}]
-        out.resources.append(resource)
-        out.shapes.append(("Organization", with_state))
-        out.patient_ids.append(None)
-        out.batch_ids.append(batch)
-        out.source_times.append(updated)
+        out.add(resource, ("Organization", with_state), None, batch, updated)
     return out
 
 
@@ -91,11 +87,7 @@ def build_patients(patients: pd.DataFrame, clinic_ids: set[str]) -> Mapped:
         }
         if with_birth:
             resource["birthDate"] = born
-        out.resources.append(resource)
-        out.shapes.append(("Patient", with_birth))
-        out.patient_ids.append(key)
-        out.batch_ids.append(batch)
-        out.source_times.append(updated)
+        out.add(resource, ("Patient", with_birth), key, batch, updated)
     return out
 
 

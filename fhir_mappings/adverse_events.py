@@ -151,11 +151,7 @@ def build_recorded_events(events: pd.DataFrame, session_keys: set[str]) -> Mappe
         resource["severity"] = {"coding": [{"system": AE_SEVERITY, "code": severity, "display": severity_display}]}
         resource["outcome"] = {"coding": [{"system": AE_OUTCOME, "code": outcome_code, "display": outcome_display}]}
         resource["suspectEntity"] = [_suspect(session, related)]
-        out.resources.append(resource)
-        out.shapes.append(("AdverseEvent", "recorded", len(crit), with_end))
-        out.patient_ids.append(patient)
-        out.batch_ids.append(batch)
-        out.source_times.append(updated)
+        out.add(resource, ("AdverseEvent", "recorded", len(crit), with_end), patient, batch, updated)
     return out
 
 
@@ -226,11 +222,7 @@ def build_detected_events(detected: pd.DataFrame, session_keys: set[str]) -> Map
             severity, display = ctcae_severity()[int(grade)]
             resource["severity"] = {"coding": [{"system": AE_SEVERITY, "code": severity, "display": display}]}
         resource["suspectEntity"] = [{"instance": ids.reference("MedicationAdministration", _administration(session))}]
-        out.resources.append(resource)
-        out.shapes.append(("AdverseEvent", "detected", graded))
-        out.patient_ids.append(patient)
-        out.batch_ids.append(batch)
-        out.source_times.append(at)
+        out.add(resource, ("AdverseEvent", "detected", graded), patient, batch, at)
     return out
 
 

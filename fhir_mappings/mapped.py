@@ -47,6 +47,23 @@ class Mapped:
         self.examples.update(other.examples)
         self.rejections = concat_rejections([self.rejections, other.rejections])
 
+    def add(self, resource: dict[str, Any], shape: Hashable, patient: str | None, batch: str, when: str) -> None:
+        """One dict-built resource, with what delivery and Provenance need to know of it."""
+        self.resources.append(resource)
+        self._describe(shape, patient, batch, when)
+
+    def add_line(self, line: bytes, rid: str, shape: Hashable, patient: str | None, batch: str, when: str) -> None:
+        """One template-built resource (its NDJSON line and id)."""
+        self.lines.append(line)
+        self.ids.append(rid)
+        self._describe(shape, patient, batch, when)
+
+    def _describe(self, shape: Hashable, patient: str | None, batch: str, when: str) -> None:
+        self.shapes.append(shape)
+        self.patient_ids.append(patient)
+        self.batch_ids.append(batch)
+        self.source_times.append(when)
+
     def keep(self, keep: list[bool]) -> None:
         """Drop the resources whose flag is False from every per-resource list."""
         for name in PER_RESOURCE:

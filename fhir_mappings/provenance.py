@@ -64,12 +64,14 @@ def build_provenance(trails: Iterable[Trail]) -> Mapped:
         if not out.examples:
             out.examples[("Provenance",)] = template.check(*values[:1], _targets(refs), *values[2:])
         target = b"[" + b",".join(b'{"reference":"%s"}' % ref.encode() for ref in refs) + b"]"
-        out.lines.append(template.fill([orjson.dumps(rid), target, *map(orjson.dumps, values[2:])]))
-        out.ids.append(rid)
-        out.shapes.append(("Provenance",))
-        out.patient_ids.append(patient or None)
-        out.batch_ids.append(batch)
-        out.source_times.append(recorded[(batch, patient)])
+        out.add_line(
+            template.fill([orjson.dumps(rid), target, *map(orjson.dumps, values[2:])]),
+            rid,
+            ("Provenance",),
+            patient or None,
+            batch,
+            recorded[(batch, patient)],
+        )
     return out
 
 

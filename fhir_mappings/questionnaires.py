@@ -165,12 +165,7 @@ def build_questionnaires(
         serialized = list(map(dumps, values))
         if answered:
             serialized.append(b"[" + b",".join(line for _, line in answered) + b"]")
-        responses.lines.append(template.fill(serialized))
-        responses.ids.append(rid)
-        responses.shapes.append(shape)
-        responses.patient_ids.append(patient)
-        responses.batch_ids.append(batch)
-        responses.source_times.append(when)
+        responses.add_line(template.fill(serialized), rid, shape, patient, batch, when)
     response_ids = dict(zip(good[key_column].tolist(), responses.ids, strict=True))
     return responses, _scores(good.assign(_authored=authored), response_ids, key_column)
 
@@ -221,9 +216,5 @@ def _scores(forms: pd.DataFrame, response_ids: dict[str, str], key_column: str) 
         if band:
             resource["interpretation"] = [{"text": band}]
         resource["derivedFrom"] = [ids.reference("QuestionnaireResponse", response_ids[key])]
-        out.resources.append(resource)
-        out.shapes.append(("Observation", "score", spec.score_kind, bool(band)))
-        out.patient_ids.append(patient)
-        out.batch_ids.append(batch)
-        out.source_times.append(when)
+        out.add(resource, ("Observation", "score", spec.score_kind, bool(band)), patient, batch, when)
     return out

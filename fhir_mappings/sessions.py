@@ -85,38 +85,33 @@ def build_encounters(sessions: pd.DataFrame) -> Mapped:
         strict=True,
     ):
         period = {"start": start, "end": end} if with_end else {"start": start}
-        out.resources.append(
-            {
-                "resourceType": "Encounter",
-                "id": ids.encounter_id(key),
-                "extension": [
-                    {"url": INFUSION_NUMBER, "valueInteger": number},
-                    {"url": BOOSTER, "valueBoolean": booster},
-                ],
-                "identifier": [ids.identifier(ids.SESSION, key)],
-                "status": session_statuses()[status][0],
-                "class": AMBULATORY,
-                "type": [
-                    {
-                        "coding": [
-                            {
-                                "system": f"{LOCAL_CODES}/infusion-protocol",
-                                "code": protocol,
-                                "display": protocols()[protocol],
-                            }
-                        ],
-                        "text": protocols()[protocol],
-                    }
-                ],
-                "subject": ids.patient_ref(patient),
-                "period": period,
-                "serviceProvider": ids.organization_ref(clinic),
-            }
-        )
-        out.shapes.append(("Encounter", with_end))
-        out.patient_ids.append(patient)
-        out.batch_ids.append(batch)
-        out.source_times.append(updated)
+        encounter = {
+            "resourceType": "Encounter",
+            "id": ids.encounter_id(key),
+            "extension": [
+                {"url": INFUSION_NUMBER, "valueInteger": number},
+                {"url": BOOSTER, "valueBoolean": booster},
+            ],
+            "identifier": [ids.identifier(ids.SESSION, key)],
+            "status": session_statuses()[status][0],
+            "class": AMBULATORY,
+            "type": [
+                {
+                    "coding": [
+                        {
+                            "system": f"{LOCAL_CODES}/infusion-protocol",
+                            "code": protocol,
+                            "display": protocols()[protocol],
+                        }
+                    ],
+                    "text": protocols()[protocol],
+                }
+            ],
+            "subject": ids.patient_ref(patient),
+            "period": period,
+            "serviceProvider": ids.organization_ref(clinic),
+        }
+        out.add(encounter, ("Encounter", with_end), patient, batch, updated)
     return out
 
 
@@ -136,11 +131,13 @@ def build_dosing_weights(sessions: pd.DataFrame, weight_kg: pd.Series) -> Mapped
     ):
         subject, encounter = f"Patient/{ids.patient_id(patient)}", f"Encounter/{ids.encounter_id(key)}"
         rid = dosing_weight_id(key)
-        out.resources.append(observation("body_weight", ids.DOSING_WEIGHT, rid, key, subject, encounter, when, value))
-        out.shapes.append(("Observation", "body_weight"))
-        out.patient_ids.append(patient)
-        out.batch_ids.append(batch)
-        out.source_times.append(updated)
+        out.add(
+            observation("body_weight", ids.DOSING_WEIGHT, rid, key, subject, encounter, when, value),
+            ("Observation", "body_weight"),
+            patient,
+            batch,
+            updated,
+        )
     return out
 
 
@@ -191,9 +188,5 @@ def build_medication_administrations(sessions: pd.DataFrame, weighed: set[str]) 
         with_weight = key in weighed
         if with_weight:
             resource["supportingInformation"] = [ids.reference("Observation", dosing_weight_id(key))]
-        out.resources.append(resource)
-        out.shapes.append(("MedicationAdministration", with_end, with_weight))
-        out.patient_ids.append(patient)
-        out.batch_ids.append(batch)
-        out.source_times.append(updated)
+        out.add(resource, ("MedicationAdministration", with_end, with_weight), patient, batch, updated)
     return out
